@@ -1,0 +1,3 @@
+module github.com/btcagent/btcagent
+
+go 1.26.8

@@ -144,7 +144,8 @@ func ParseHex32(b []byte) (uint32, bool) {
 type Submit struct {
 	Worker      []byte
 	JobID       []byte
-	ExtraNonce2 uint32 // the miner's EN2 (4 bytes) as a big-endian number
+	ExtraNonce2 uint32 // the miner's EN2 as a big-endian number (EN2 sizes up to 4)
+	EN2Hex      []byte // the EN2 text as sent (any size), aliases the line
 	NTime       uint32
 	Nonce       uint32
 	VersionBits uint32
@@ -165,7 +166,8 @@ func submitErr(format string, a ...any) error {
 
 // ParseSubmit reads mining.submit params as a miner behind the agent sends
 // them: worker, job id, an EN2 of exactly en2Size bytes (at most 4), ntime,
-// nonce and optional version bits. It allocates nothing.
+// nonce and optional version bits. en2Size may be up to 8 (plain pools); the
+// numeric ExtraNonce2 is filled only for sizes up to 4. It allocates nothing.
 func ParseSubmit(r *Request, en2Size int) (Submit, error) {
 	var s Submit
 	if r.NParams < 5 {
@@ -183,12 +185,18 @@ func ParseSubmit(r *Request, en2Size int) (Submit, error) {
 		return s, submitErr("empty job id")
 	}
 	en2 := r.Params[2].Str
-	if len(en2) != 2*en2Size || en2Size > 4 {
+	if len(en2) != 2*en2Size || en2Size > 8 || en2Size < 1 {
 		return s, submitErr("extranonce2 must be %d hex digits, got %d", 2*en2Size, len(en2))
 	}
+	for _, c := range en2 {
+		if unhex(c) < 0 {
+			return s, submitErr("extranonce2 is not hex")
+		}
+	}
+	s.EN2Hex = en2
 	var ok bool
-	if s.ExtraNonce2, ok = ParseHex32(en2); !ok {
-		return s, submitErr("extranonce2 is not hex")
+	if en2Size <= 4 {
+		s.ExtraNonce2, _ = ParseHex32(en2)
 	}
 	if len(r.Params[3].Str) != 8 {
 		return s, submitErr("ntime must be 8 hex digits")

@@ -1,0 +1,184 @@
+// Package stats holds the counters the actors publish for metrics, the status
+// API and the minute summary. Counters are the one thing actors share: each is
+// written by exactly one actor with atomics and read by anyone, so a status
+// request never has to visit 10,000 mailboxes.
+package stats
+
+import (
+	"math"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Listener aggregates one listener's counters.
+type Listener struct {
+	Name          string
+	Port          int
+	MinersConn    atomic.Int64 // TCP connections open
+	MinersAuth    atomic.Int64 // authorized miners
+	Accepted      atomic.Int64 // shares accepted (pool verdict, or forwarded in optimistic mode)
+	AcceptedDiff  atomicFloat  // sum of accepted share difficulty
+	Rejected      sync.Map     // reason (string) -> *atomic.Int64
+	LocalRejected atomic.Int64 // rejected by the agent or a plugin without costing uplink
+	FakeAnswered  atomic.Int64 // shares on placeholder jobs under the fake policy (unpaid)
+	SharesSent    atomic.Int64 // submit frames written upstream
+	BytesUp       atomic.Int64 // pool-link application bytes written
+	BytesDown     atomic.Int64 // pool-link application bytes read
+	Writes        atomic.Int64 // write calls on pool links (≈ TCP pushes)
+	Reconnects    atomic.Int64
+	Failovers     atomic.Int64
+	Disconnects   atomic.Int64
+	PluginErrors  atomic.Int64
+	FanoutNanos   *Histogram
+	miners        sync.Map // session id (uint16) -> *Miner
+}
+
+// NewListener returns zeroed counters.
+func NewListener(name string, port int) *Listener {
+	return &Listener{Name: name, Port: port, FanoutNanos: NewHistogram()}
+}
+
+// Reject counts a reject by reason.
+func (l *Listener) Reject(reason string) {
+	v, ok := l.Rejected.Load(reason)
+	if !ok {
+		v, _ = l.Rejected.LoadOrStore(reason, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+}
+
+// RejectCounts copies the reject counters.
+func (l *Listener) RejectCounts() map[string]int64 {
+	out := map[string]int64{}
+	l.Rejected.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// AddMiner registers a miner's stats for the API.
+func (l *Listener) AddMiner(m *Miner) { l.miners.Store(m.SessionID, m) }
+
+// RemoveMiner forgets a miner.
+func (l *Listener) RemoveMiner(sid uint16) { l.miners.Delete(sid) }
+
+// Miners calls fn for every registered miner.
+func (l *Listener) Miners(fn func(*Miner) bool) {
+	l.miners.Range(func(_, v any) bool { return fn(v.(*Miner)) })
+}
+
+// Hashrate sums the miners' estimates (H/s).
+func (l *Listener) Hashrate(now time.Time) float64 {
+	var h float64
+	l.Miners(func(m *Miner) bool { h += m.Hashrate(now); return true })
+	return h
+}
+
+// Miner is one miner's public view. Identity fields are set once before the
+// miner is registered; counters are atomics owned by the miner's actor.
+type Miner struct {
+	SessionID  uint16
+	Remote     netip.AddrPort
+	Connected  time.Time
+	mu         sync.Mutex
+	userAgent  string
+	worker     string // as the pool shows it: <pool user>.<worker>
+	upstream   string
+	Accepted   atomic.Int64
+	Rejected   atomic.Int64
+	Difficulty atomicFloat
+	LastShare  atomic.Int64 // unix nanos
+	window     [hashBuckets]bucket
+	windowMu   sync.Mutex
+}
+
+const (
+	hashBuckets   = 10
+	bucketSeconds = 60
+)
+
+type bucket struct {
+	minute int64
+	diff   float64
+}
+
+// SetIdentity records what the API shows for the miner.
+func (m *Miner) SetIdentity(userAgent, worker string) {
+	m.mu.Lock()
+	m.userAgent, m.worker = userAgent, worker
+	m.mu.Unlock()
+}
+
+// SetUpstream records which pool link serves the miner.
+func (m *Miner) SetUpstream(s string) {
+	m.mu.Lock()
+	m.upstream = s
+	m.mu.Unlock()
+}
+
+// Identity returns user agent, worker and upstream.
+func (m *Miner) Identity() (userAgent, worker, upstream string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.userAgent, m.worker, m.upstream
+}
+
+// AddAccepted records an accepted share of difficulty d for the hashrate estimate.
+func (m *Miner) AddAccepted(d float64, now time.Time) {
+	m.Accepted.Add(1)
+	m.LastShare.Store(now.UnixNano())
+	minute := now.Unix() / bucketSeconds
+	m.windowMu.Lock()
+	b := &m.window[minute%hashBuckets]
+	if b.minute != minute {
+		b.minute, b.diff = minute, 0
+	}
+	b.diff += d
+	m.windowMu.Unlock()
+}
+
+// Hashrate estimates H/s from accepted difficulty over the last ~ten minutes
+// (or since the miner connected, if later): each difficulty-1 share stands for
+// 2^32 hashes on average.
+func (m *Miner) Hashrate(now time.Time) float64 {
+	minute := now.Unix() / bucketSeconds
+	var sum float64
+	m.windowMu.Lock()
+	for _, b := range m.window {
+		if b.minute > minute-hashBuckets && b.minute <= minute {
+			sum += b.diff
+		}
+	}
+	m.windowMu.Unlock()
+	// The window is the nine full buckets before this minute plus the part of
+	// this minute that has passed.
+	start := time.Unix((minute-hashBuckets+1)*bucketSeconds, 0)
+	span := now.Sub(start).Seconds()
+	if !m.Connected.IsZero() {
+		if age := now.Sub(m.Connected).Seconds(); age < span {
+			span = math.Max(age, 1)
+		}
+	}
+	return sum * 4294967296 / span
+}
+
+type atomicFloat struct{ bits atomic.Uint64 }
+
+// Load reads the value.
+func (f *atomicFloat) Load() float64 { return math.Float64frombits(f.bits.Load()) }
+
+// Store sets the value.
+func (f *atomicFloat) Store(v float64) { f.bits.Store(math.Float64bits(v)) }
+
+// Add adds delta.
+func (f *atomicFloat) Add(delta float64) {
+	for {
+		old := f.bits.Load()
+		if f.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+delta)) {
+			return
+		}
+	}
+}

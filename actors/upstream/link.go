@@ -1,0 +1,339 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/codec"
+)
+
+// PoolEN2Size is the only extranonce2 size the BTCAgent protocol works with:
+// 4 bytes of session id space plus the miner's 4 (agent-protocol.md §4.1).
+const PoolEN2Size = 8
+
+// HandshakeError is a refusal during the handshake; Reason is the one-line
+// explanation logged and shown in the status API.
+type HandshakeError struct {
+	Pool   string
+	Reason string
+	Err    error
+}
+
+func (e *HandshakeError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("pool %s: %s: %v", e.Pool, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("pool %s: %s", e.Pool, e.Reason)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// handshakeResult is what a successful handshake learned.
+type handshakeResult struct {
+	EN1         string
+	Mask        uint32
+	Subres      bool
+	DefaultDiff float64
+	FirstJob    *codec.Notify
+	// Frames and lines that arrived during the handshake after the first job.
+	Backlog []any
+}
+
+// link is one TCP (or TLS) connection to the pool after its handshake.
+type link struct {
+	conn   net.Conn
+	reader *codec.Reader
+	pool   msg.PoolAddr
+	name   string
+	hs     handshakeResult
+	gen    uint64
+
+	writeCh chan []byte
+	freeCh  chan []byte
+	done    chan struct{}
+	once    sync.Once
+	wErr    atomic.Pointer[error] // set by the writer, read by the reader
+}
+
+type dialParams struct {
+	Pool             msg.PoolAddr
+	User             string
+	UserAgent        string
+	Subres           bool
+	DialTimeout      time.Duration
+	HandshakeTimeout time.Duration
+	MaxLine          int
+}
+
+func poolName(p msg.PoolAddr) string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// dial connects and runs the agent handshake (agent-protocol.md §3): subscribe
+// with a btccom-agent/ user agent, configure for version rolling with mask
+// ffffffff, capabilities before and after authorize, authorize with the pool
+// user and an empty password. Requests are pipelined and replies matched by
+// id, whatever their order. It returns once the first job arrived.
+func dial(ctx context.Context, p dialParams) (*link, error) {
+	name := poolName(p.Pool)
+	d := net.Dialer{Timeout: p.DialTimeout, KeepAlive: 60 * time.Second}
+	dctx, cancel := context.WithTimeout(ctx, p.DialTimeout)
+	defer cancel()
+	var conn net.Conn
+	var err error
+	if p.Pool.TLS {
+		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: p.Pool.Host, InsecureSkipVerify: p.Pool.TLSSkipVerify, MinVersion: tls.VersionTLS12}}
+		conn, err = td.DialContext(dctx, "tcp", name)
+	} else {
+		conn, err = d.DialContext(dctx, "tcp", name)
+	}
+	if err != nil {
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) {
+			return nil, &HandshakeError{Pool: name, Reason: "DNS lookup failed", Err: err}
+		}
+		var recErr tls.RecordHeaderError
+		if errors.As(err, &recErr) || isTLSError(err) {
+			return nil, &HandshakeError{Pool: name, Reason: "TLS handshake failed", Err: err}
+		}
+		return nil, &HandshakeError{Pool: name, Reason: "connect failed", Err: err}
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	l := &link{conn: conn, pool: p.Pool, name: name}
+	l.reader = codec.NewReader(conn, p.MaxLine, true)
+	_ = conn.SetDeadline(time.Now().Add(p.HandshakeTimeout))
+	hs, err := handshake(conn, l.reader, p, name)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	l.hs = *hs
+	return l, nil
+}
+
+func isTLSError(err error) bool {
+	var ae *tls.AlertError
+	var ce *tls.CertificateVerificationError
+	return errors.As(err, &ae) || errors.As(err, &ce) || bytes.Contains([]byte(err.Error()), []byte("tls:"))
+}
+
+func capsParams(subres bool) string {
+	if subres {
+		return `[["verrol","subres"]]`
+	}
+	return `[["verrol"]]`
+}
+
+func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*handshakeResult, error) {
+	user, _ := jsonString(p.User)
+	var req []byte
+	req = codec.AppendRequest(req, []byte(`"sub"`), codec.MethodSubscribe, `[`+mustJSON(p.UserAgent)+`]`)
+	req = codec.AppendRequest(req, []byte(`"conf"`), codec.MethodConfigure, `[["version-rolling"],{"version-rolling.mask":"ffffffff","version-rolling.min-bit-count":0}]`)
+	req = codec.AppendRequest(req, []byte(`"caps"`), codec.MethodGetCapabilities, capsParams(p.Subres))
+	req = codec.AppendRequest(req, []byte(`"auth"`), codec.MethodAuthorize, `[`+user+`,""]`)
+	req = codec.AppendRequest(req, []byte(`"caps_again"`), codec.MethodGetCapabilities, capsParams(p.Subres))
+	if _, err := conn.Write(req); err != nil {
+		return nil, &HandshakeError{Pool: name, Reason: "write handshake", Err: err}
+	}
+	hs := &handshakeResult{}
+	var gotSub, gotAuth, gotCapsAgain, poolSubres bool
+	var rq codec.Request
+	for !(gotSub && gotAuth && gotCapsAgain && hs.FirstJob != nil) {
+		c, err := r.Next()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				switch {
+				case !gotSub:
+					return nil, &HandshakeError{Pool: name, Reason: "no subscribe reply in time"}
+				case !gotAuth:
+					return nil, &HandshakeError{Pool: name, Reason: "no authorize reply in time"}
+				case hs.FirstJob == nil:
+					return nil, &HandshakeError{Pool: name, Reason: "no job arrived in time"}
+				}
+				return nil, &HandshakeError{Pool: name, Reason: "no capabilities reply in time"}
+			}
+			return nil, &HandshakeError{Pool: name, Reason: "connection lost during handshake", Err: err}
+		}
+		if c.IsFrame {
+			// SET_DIFF before any miner is registered carries nothing for us;
+			// anything else before authorize is a protocol oddity we skip.
+			continue
+		}
+		if err := codec.ScanRequest(c.Line, &rq); err != nil {
+			return nil, &HandshakeError{Pool: name, Reason: "malformed JSON from pool", Err: err}
+		}
+		if rq.IsResponse() {
+			switch string(rq.ID) {
+			case `"sub"`:
+				en1, size, err := parseSubscribe(&rq)
+				if err != nil {
+					return nil, &HandshakeError{Pool: name, Reason: err.Error()}
+				}
+				if size != PoolEN2Size {
+					return nil, &HandshakeError{Pool: name, Reason: fmt.Sprintf("extranonce2 size is %d; the BTCAgent protocol needs 8 (is this a btcpool sserver?)", size)}
+				}
+				hs.EN1, gotSub = en1, true
+			case `"auth"`:
+				if string(rq.Result.Raw) != "true" {
+					return nil, &HandshakeError{Pool: name, Reason: fmt.Sprintf("authorize refused for user %q: %s", p.User, errText(&rq))}
+				}
+				gotAuth = true
+			case `"caps"`, `"caps_again"`:
+				if bytes.Contains(rq.Result.Raw, []byte(`"subres"`)) {
+					poolSubres = true
+				}
+				if string(rq.ID) == `"caps_again"` {
+					gotCapsAgain = true
+				}
+			case `"conf"`:
+				if hs.Mask == 0 {
+					hs.Mask = parseConfigureMask(rq.Result.Raw)
+				}
+			}
+			continue
+		}
+		switch string(rq.Method) {
+		case codec.MethodSetVersionMask:
+			if v, ok := codec.ParseHex32(rq.Param(0).Str); ok {
+				hs.Mask = v
+			}
+		case codec.MethodSetDifficulty:
+			if hs.DefaultDiff == 0 {
+				if d, err := strconv.ParseFloat(string(rq.Param(0).Raw), 64); err == nil && d > 0 {
+					hs.DefaultDiff = d
+				}
+			}
+		case codec.MethodNotify:
+			n, err := codec.ParseNotify(&rq)
+			if err != nil {
+				return nil, &HandshakeError{Pool: name, Reason: "bad first job", Err: err}
+			}
+			if hs.FirstJob == nil {
+				hs.FirstJob = n
+			} else {
+				hs.Backlog = append(hs.Backlog, n)
+			}
+		}
+	}
+	hs.Subres = p.Subres && poolSubres
+	if hs.DefaultDiff == 0 {
+		return nil, &HandshakeError{Pool: name, Reason: "no mining.set_difficulty before the first job"}
+	}
+	return hs, nil
+}
+
+func errText(r *codec.Request) string {
+	if r.Error.Kind == codec.KindInvalid || r.Error.Kind == codec.KindNull {
+		return "no reason given"
+	}
+	return string(r.Error.Raw)
+}
+
+func parseSubscribe(r *codec.Request) (string, int, error) {
+	if r.Result.Kind != codec.KindArray {
+		return "", 0, fmt.Errorf("subscribe refused: %s", errText(r))
+	}
+	var res codec.Request
+	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil || res.NParams < 3 {
+		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape")
+	}
+	en1, err := res.Param(1).String()
+	if err != nil || len(en1) != 8 || !codec.IsHex(en1) {
+		return "", 0, fmt.Errorf("subscribe reply: extranonce1 %q is not 4 bytes of hex", en1)
+	}
+	size, err := strconv.Atoi(string(res.Param(2).Raw))
+	if err != nil {
+		return "", 0, fmt.Errorf("subscribe reply: bad extranonce2 size")
+	}
+	return en1, size, nil
+}
+
+func parseConfigureMask(raw []byte) uint32 {
+	i := bytes.Index(raw, []byte(`"version-rolling.mask"`))
+	if i < 0 {
+		return 0
+	}
+	rest := raw[i+len(`"version-rolling.mask"`):]
+	q := bytes.IndexByte(rest, '"')
+	if q < 0 || len(rest) < q+9 {
+		return 0
+	}
+	v, _ := codec.ParseHex32(rest[q+1 : q+9])
+	return v
+}
+
+func jsonString(s string) (string, error) {
+	return strconv.Quote(s), nil
+}
+
+func mustJSON(s string) string { return strconv.Quote(s) }
+
+// startWriter runs the link's writer: the actor hands it whole coalesced
+// buffers, so one flush window of shares becomes one write (one TCP segment
+// at farm share rates) and the actor never blocks on the socket.
+func (l *link) startWriter(writeTimeout time.Duration, onWritten func(n int)) {
+	l.writeCh = make(chan []byte, 1)
+	l.freeCh = make(chan []byte, 2)
+	l.freeCh <- make([]byte, 0, 4096)
+	l.freeCh <- make([]byte, 0, 4096)
+	l.done = make(chan struct{})
+	go func() {
+		for b := range l.writeCh {
+			_ = l.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			n, err := l.conn.Write(b)
+			onWritten(n)
+			if err != nil {
+				l.wErr.Store(&err)
+				_ = l.conn.Close()
+			}
+			select {
+			case l.freeCh <- b[:0]:
+			default:
+			}
+		}
+		close(l.done)
+	}()
+}
+
+// tryWrite hands buf to the writer if it is idle and returns a fresh buffer;
+// ok is false when the writer is still busy with the previous flush.
+func (l *link) tryWrite(buf []byte) (next []byte, ok bool) {
+	select {
+	case free := <-l.freeCh:
+		l.writeCh <- buf
+		return free, true
+	default:
+		return buf, false
+	}
+}
+
+func (l *link) close() {
+	l.once.Do(func() {
+		_ = l.conn.Close()
+		if l.writeCh != nil {
+			close(l.writeCh)
+		}
+	})
+}
+
+// deadlineReader resets the read deadline before every read, so a pool that
+// sends nothing for dead-after is detected even when TCP stays up.
+type deadlineReader struct {
+	conn net.Conn
+	d    time.Duration
+}
+
+func (r deadlineReader) Read(p []byte) (int, error) {
+	_ = r.conn.SetReadDeadline(time.Now().Add(r.d))
+	return r.conn.Read(p)
+}

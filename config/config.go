@@ -1,0 +1,190 @@
+// Package config loads, checks and converts btcagent's configuration.
+//
+// The format is TOML (see config.toml at the top of the repository). Loading
+// is strict: a key that is not spelt exactly as documented, a value of the
+// wrong type, or a setting out of range stops the agent with a one-line error
+// naming file, line and key, because a silently ignored typo in a mining
+// farm's config costs hashrate. The legacy btccom btcagent JSON file
+// (agent_conf.json) is still accepted and can be converted to TOML.
+package config
+
+import (
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config is the whole agent configuration.
+type Config struct {
+	LogLevel     string          `toml:"log_level"`       // debug|info|warn|error
+	LogFormat    string          `toml:"log_format"`      // text|json
+	LogDir       string          `toml:"log_dir"`         // "" or "stderr" = stderr; after Load, relative paths are made absolute against the config file's directory
+	LogMaxSizeMB int             `toml:"log_max_size_mb"` // rotate the log file at this size
+	LogMaxFiles  int             `toml:"log_max_files"`   // rotated files kept
+	HTTPListen   string          `toml:"http_listen"`     // status/metrics/dashboard; "" disables
+	HTTPToken    string          `toml:"http_token"`      // optional bearer token for the HTTP endpoints
+	Upstream     UpstreamOptions `toml:"upstream"`
+	Miner        MinerOptions    `toml:"miner"`
+	Outage       OutageOptions   `toml:"outage"`
+	Listen       []Listener      `toml:"listen"`
+	Plugins      []PluginSpec    `toml:"-"` // from the [[plugins]] tables, in file order
+	Path         string          `toml:"-"` // absolute path of the file it was loaded from
+}
+
+// UpstreamOptions tune the links from the agent to the pools.
+type UpstreamOptions struct {
+	Connections      int           `toml:"connections"`                 // upstream links per listener, 1..64
+	SubmitResponse   bool          `toml:"submit_response_from_server"` // negotiate "subres": miners see the pool's real verdicts
+	FlushInterval    time.Duration `toml:"flush_interval"`              // share coalescing window, 0..1s (0 = write at once)
+	DialTimeout      time.Duration `toml:"dial_timeout"`
+	HandshakeTimeout time.Duration `toml:"handshake_timeout"` // from subscribe until the first job
+	DeadAfter        time.Duration `toml:"dead_after"`        // pool silence after which a link is dropped
+	ReconnectMin     time.Duration `toml:"reconnect_min"`     // first reconnect backoff
+	ReconnectMax     time.Duration `toml:"reconnect_max"`     // backoff ceiling
+	UserAgent        string        `toml:"user_agent"`        // must start with "btccom-agent/": pools recognise agents by it
+}
+
+// MinerOptions bound what one miner connection may cost.
+type MinerOptions struct {
+	MaxLineBytes      int           `toml:"max_line_bytes"`          // longest request line, 256..1 MiB
+	WriteBufferBytes  int           `toml:"write_buffer_bytes"`      // bounded per-miner output queue
+	LoginTimeout      time.Duration `toml:"login_timeout"`           // subscribe+authorize must finish within this
+	IdleTimeout       time.Duration `toml:"idle_timeout"`            // no request from an authorized miner
+	MaxRequestsPerSec int           `toml:"max_requests_per_second"` // per miner
+}
+
+// OutageOptions decide what miners experience when every pool is unreachable.
+type OutageOptions struct {
+	Policy          string        `toml:"policy"`            // "disconnect" | "wait" | "fake"
+	Wait            time.Duration `toml:"wait"`              // for "wait": keep miners this long, then disconnect
+	FakeJobInterval time.Duration `toml:"fake_job_interval"` // for "fake": how often a fake job is sent
+}
+
+// Outage policies.
+const (
+	OutageDisconnect = "disconnect"
+	OutageWait       = "wait"
+	OutageFake       = "fake"
+)
+
+// Pool protocols.
+const (
+	ProtocolAgent           = "agent"             // BTCAgent binary protocol, all miners on few links
+	ProtocolStratum         = "stratum"           // plain Stratum V1 proxy
+	ProtocolStratumPerMiner = "stratum-per-miner" // one Stratum link per miner
+)
+
+// DefaultUserAgent is sent in mining.subscribe. Pools treat a connection as
+// an agent connection only if the string starts with "btccom-agent/".
+const DefaultUserAgent = "btccom-agent/3.0.0-ga"
+
+// Listener is one Stratum port for miners and the pools behind it.
+type Listener struct {
+	Name        string `toml:"name"`        // label in logs and metrics; default Key()
+	Address     string `toml:"address"`     // IP to bind; default "0.0.0.0"
+	Port        int    `toml:"port"`        // required, 1..65535, unique across listeners
+	PoolUser    string `toml:"pool_user"`   // required: the pool sub-account
+	Connections int    `toml:"connections"` // upstream links; 0 in the file = Upstream.Connections
+	Pools       []Pool `toml:"pool"`        // [[listen.pool]]: ordered failover list, at least one
+}
+
+// Pool is one pool endpoint in a listener's failover list.
+type Pool struct {
+	Host          string `toml:"host"`            // required
+	Port          int    `toml:"port"`            // required 1..65535
+	User          string `toml:"user"`            // optional override of the listener's pool_user; see Listener.UserFor
+	TLS           bool   `toml:"tls"`             // dial with TLS
+	TLSSkipVerify bool   `toml:"tls_skip_verify"` // accept any certificate (only with tls)
+	Protocol      string `toml:"protocol"`        // "agent" (default) | "stratum" | "stratum-per-miner"
+}
+
+// Default returns a configuration with every default set and no listeners.
+func Default() *Config {
+	return &Config{
+		LogLevel:     "info",
+		LogFormat:    "text",
+		LogMaxSizeMB: 50,
+		LogMaxFiles:  5,
+		HTTPListen:   "127.0.0.1:8080",
+		Upstream: UpstreamOptions{
+			Connections:      2,
+			FlushInterval:    20 * time.Millisecond,
+			DialTimeout:      15 * time.Second,
+			HandshakeTimeout: 15 * time.Second,
+			DeadAfter:        90 * time.Second,
+			ReconnectMin:     time.Second,
+			ReconnectMax:     60 * time.Second,
+			UserAgent:        DefaultUserAgent,
+		},
+		Miner: MinerOptions{
+			MaxLineBytes:      16384,
+			WriteBufferBytes:  32768,
+			LoginTimeout:      60 * time.Second,
+			IdleTimeout:       15 * time.Minute,
+			MaxRequestsPerSec: 50,
+		},
+		Outage: OutageOptions{
+			Policy:          OutageWait,
+			Wait:            120 * time.Second,
+			FakeJobInterval: 30 * time.Second,
+		},
+	}
+}
+
+// ApplyDefaults fills the per-listener and per-pool defaults that depend on
+// other settings (address, name, connections, protocol). Load and Parse call
+// it; code that builds a Config by hand should too, before Validate.
+func (c *Config) ApplyDefaults() {
+	for i := range c.Listen {
+		l := &c.Listen[i]
+		if l.Address == "" {
+			l.Address = "0.0.0.0"
+		}
+		if l.Name == "" {
+			l.Name = l.Key()
+		}
+		if l.Connections == 0 {
+			l.Connections = c.Upstream.Connections
+		}
+		for j := range l.Pools {
+			if l.Pools[j].Protocol == "" {
+				l.Pools[j].Protocol = ProtocolAgent
+			}
+		}
+	}
+}
+
+// Key is the listener's bind address, "address:port".
+func (l *Listener) Key() string {
+	addr := l.Address
+	if addr == "" {
+		addr = "0.0.0.0"
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(l.Port))
+}
+
+// UserFor is the sub-account to log in to p with: the pool's own user if
+// set, else the listener's pool_user.
+func (l *Listener) UserFor(p *Pool) string {
+	if p.User != "" {
+		return p.User
+	}
+	return l.PoolUser
+}
+
+// Addr is the pool's dial address, "host:port".
+func (p *Pool) Addr() string {
+	return net.JoinHostPort(p.Host, strconv.Itoa(p.Port))
+}
+
+// PluginsFor returns the plugin specs that apply to the listener on port, in
+// file order.
+func (c *Config) PluginsFor(port int) []*PluginSpec {
+	var out []*PluginSpec
+	for i := range c.Plugins {
+		if c.Plugins[i].AppliesTo(port) {
+			out = append(out, &c.Plugins[i])
+		}
+	}
+	return out
+}

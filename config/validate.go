@@ -1,0 +1,255 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
+	policies    = []string{OutageDisconnect, OutageWait, OutageFake}
+	protocols   = []string{ProtocolAgent, ProtocolStratum, ProtocolStratumPerMiner}
+	agentPrefix = "btccom-agent/"
+)
+
+func top(name string) keyPath { return keyPath{{name: name, index: -1}} }
+
+// Validate checks the settings' values and their relations. It returns the
+// first problem found, as an *Error with a one-line message; fields that
+// ApplyDefaults fills (listener address/name/connections, pool protocol) may
+// be left empty.
+func (c *Config) Validate() error {
+	err := c.validate()
+	if err != nil && c.Path != "" {
+		err.File = c.Path
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) validate() *Error {
+	checks := []func() *Error{c.validateLogging, c.validateUpstream, c.validateMiner, c.validateOutage, c.validateListeners, c.validatePlugins}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func oneOf(p keyPath, v string, allowed []string) *Error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return errorAt(p, "%s %q is not one of %s", p.dotted(), v, strings.Join(allowed, ", "))
+}
+
+func intRange(p keyPath, v, lo, hi int) *Error {
+	if v >= lo && v <= hi {
+		return nil
+	}
+	return errorAt(p, "%s = %d is out of range %d..%d", p.dotted(), v, lo, hi)
+}
+
+func positive(p keyPath, v time.Duration) *Error {
+	if v > 0 {
+		return nil
+	}
+	return errorAt(p, "%s = %q must be positive", p.dotted(), formatDuration(v))
+}
+
+func (c *Config) validateLogging() *Error {
+	if err := oneOf(top("log_level"), c.LogLevel, logLevels); err != nil {
+		return err
+	}
+	if err := oneOf(top("log_format"), c.LogFormat, logFormats); err != nil {
+		return err
+	}
+	if err := intRange(top("log_max_size_mb"), c.LogMaxSizeMB, 1, 1<<20); err != nil {
+		return err
+	}
+	if err := intRange(top("log_max_files"), c.LogMaxFiles, 1, 1000); err != nil {
+		return err
+	}
+	if c.HTTPListen != "" {
+		if _, port, err := net.SplitHostPort(c.HTTPListen); err != nil {
+			return errorAt(top("http_listen"), "http_listen %q is not host:port: %v", c.HTTPListen, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return errorAt(top("http_listen"), "http_listen %q has an invalid port", c.HTTPListen)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateUpstream() *Error {
+	u := &c.Upstream
+	p := top("upstream")
+	if err := intRange(p.child("connections"), u.Connections, 1, 64); err != nil {
+		return err
+	}
+	if u.FlushInterval < 0 || u.FlushInterval > time.Second {
+		return errorAt(p.child("flush_interval"), "upstream.flush_interval = %q is out of range 0s..1s", formatDuration(u.FlushInterval))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"dial_timeout", u.DialTimeout},
+		{"handshake_timeout", u.HandshakeTimeout},
+		{"dead_after", u.DeadAfter},
+		{"reconnect_min", u.ReconnectMin},
+		{"reconnect_max", u.ReconnectMax},
+	} {
+		if err := positive(p.child(d.key), d.v); err != nil {
+			return err
+		}
+	}
+	if u.ReconnectMin > u.ReconnectMax {
+		return errorAt(p.child("reconnect_min"), "upstream.reconnect_min (%s) is greater than upstream.reconnect_max (%s)", formatDuration(u.ReconnectMin), formatDuration(u.ReconnectMax))
+	}
+	if !strings.HasPrefix(u.UserAgent, agentPrefix) || len(u.UserAgent) == len(agentPrefix) {
+		return errorAt(p.child("user_agent"), "upstream.user_agent %q must start with %q and carry a version (pools recognise agents by this prefix)", u.UserAgent, agentPrefix)
+	}
+	if strings.ContainsFunc(u.UserAgent, isSpaceOrControl) {
+		return errorAt(p.child("user_agent"), "upstream.user_agent %q must not contain spaces or control characters", u.UserAgent)
+	}
+	return nil
+}
+
+func (c *Config) validateMiner() *Error {
+	m := &c.Miner
+	p := top("miner")
+	if err := intRange(p.child("max_line_bytes"), m.MaxLineBytes, 256, 1<<20); err != nil {
+		return err
+	}
+	if err := intRange(p.child("write_buffer_bytes"), m.WriteBufferBytes, 1024, 64<<20); err != nil {
+		return err
+	}
+	if err := positive(p.child("login_timeout"), m.LoginTimeout); err != nil {
+		return err
+	}
+	if err := positive(p.child("idle_timeout"), m.IdleTimeout); err != nil {
+		return err
+	}
+	return intRange(p.child("max_requests_per_second"), m.MaxRequestsPerSec, 1, 1_000_000)
+}
+
+func (c *Config) validateOutage() *Error {
+	o := &c.Outage
+	p := top("outage")
+	if err := oneOf(p.child("policy"), o.Policy, policies); err != nil {
+		return err
+	}
+	if err := positive(p.child("wait"), o.Wait); err != nil {
+		return err
+	}
+	return positive(p.child("fake_job_interval"), o.FakeJobInterval)
+}
+
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f
+}
+
+func (c *Config) validateListeners() *Error {
+	if len(c.Listen) == 0 {
+		return errorAt(nil, "no [[listen]] table: at least one listener is required")
+	}
+	ports := map[int]int{}
+	names := map[string]int{}
+	for i := range c.Listen {
+		l := &c.Listen[i]
+		p := top("listen").elem(i)
+		label := p.indexed()
+		if l.Port < 1 || l.Port > 65535 {
+			return errorAt(p.child("port"), "%s: port %d is out of range 1..65535", label, l.Port)
+		}
+		label = fmt.Sprintf("%s (%s)", label, l.Key())
+		if j, dup := ports[l.Port]; dup {
+			return errorAt(p.child("port"), "%s: port %d is already used by listen[%d]", label, l.Port, j)
+		}
+		ports[l.Port] = i
+		if l.Address != "" && net.ParseIP(l.Address) == nil {
+			return errorAt(p.child("address"), "%s: address %q is not an IP address", label, l.Address)
+		}
+		if l.Name != "" {
+			if j, dup := names[l.Name]; dup {
+				return errorAt(p.child("name"), "%s: name %q is already used by listen[%d]", label, l.Name, j)
+			}
+			names[l.Name] = i
+		}
+		if l.PoolUser == "" {
+			return errorAt(p.child("pool_user"), "%s: pool_user is required and must not be empty", label)
+		}
+		if strings.ContainsFunc(l.PoolUser, isSpaceOrControl) {
+			return errorAt(p.child("pool_user"), "%s: pool_user %q must not contain spaces or control characters", label, l.PoolUser)
+		}
+		if l.Connections != 0 {
+			if l.Connections < 1 || l.Connections > 64 {
+				return errorAt(p.child("connections"), "%s: connections = %d is out of range 1..64", label, l.Connections)
+			}
+		}
+		if len(l.Pools) == 0 {
+			return errorAt(p, "%s: no [[listen.pool]]: at least one pool is required", label)
+		}
+		for j := range l.Pools {
+			if err := validatePool(&l.Pools[j], p.child("pool").elem(j)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func validatePool(pool *Pool, p keyPath) *Error {
+	label := p.indexed()
+	if pool.Host == "" {
+		return errorAt(p.child("host"), "%s: host is required and must not be empty", label)
+	}
+	if strings.ContainsFunc(pool.Host, isSpaceOrControl) {
+		return errorAt(p.child("host"), "%s: host %q must not contain spaces", label, pool.Host)
+	}
+	if strings.Contains(pool.Host, ":") && net.ParseIP(pool.Host) == nil {
+		return errorAt(p.child("host"), "%s: host %q must not include a port; use port = ...", label, pool.Host)
+	}
+	if pool.Port < 1 || pool.Port > 65535 {
+		return errorAt(p.child("port"), "%s: port %d is out of range 1..65535", label, pool.Port)
+	}
+	if pool.Protocol != "" && !slices.Contains(protocols, pool.Protocol) {
+		return errorAt(p.child("protocol"), "%s: protocol %q is not one of %s", label, pool.Protocol, strings.Join(protocols, ", "))
+	}
+	if pool.TLSSkipVerify && !pool.TLS {
+		return errorAt(p.child("tls_skip_verify"), "%s: tls_skip_verify has no effect without tls = true", label)
+	}
+	if strings.ContainsFunc(pool.User, isSpaceOrControl) {
+		return errorAt(p.child("user"), "%s: user %q must not contain spaces or control characters", label, pool.User)
+	}
+	return nil
+}
+
+func (c *Config) validatePlugins() *Error {
+	for i := range c.Plugins {
+		s := &c.Plugins[i]
+		p := top("plugins").elem(i)
+		if s.Name == "" {
+			return errorAt(p, "plugins[%d]: missing required key \"name\"", i)
+		}
+		seen := map[int]bool{}
+		for _, port := range s.Listen {
+			if seen[port] {
+				return errorAt(p.child("listen"), "%sport %d is listed twice in listen", s.label(), port)
+			}
+			seen[port] = true
+			if !slices.ContainsFunc(c.Listen, func(l Listener) bool { return l.Port == port }) {
+				return errorAt(p.child("listen"), "%slisten port %d matches no [[listen]] table", s.label(), port)
+			}
+		}
+	}
+	return nil
+}

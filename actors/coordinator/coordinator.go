@@ -293,7 +293,7 @@ func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
 	if moved > 0 {
 		c.env.Stats.Failovers.Add(1)
 	}
-	c.log().WithFields(logrus.Fields{"slot": m.Slot, "moved": moved, "without_work": parked, "policy": c.env.Policy}).Warn("pool link lost: " + m.Reason)
+	c.log().WithFields(logrus.Fields{"slot": m.Slot, "pool": m.Pool, "moved": moved, "without_work": parked, "policy": c.env.Policy}).Warn("pool link lost: " + m.Reason)
 }
 
 // refused handles a slot that lost its link between our choice and the Attach.

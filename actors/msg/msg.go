@@ -205,6 +205,7 @@ type UpstreamReady struct {
 type UpstreamLost struct {
 	Slot   int
 	Gen    uint64
+	Pool   string
 	Reason string
 	Miners []uint16
 }

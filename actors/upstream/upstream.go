@@ -331,10 +331,10 @@ func (s *Slot) lost(ctx actor.Context, err error) {
 			reason = fmt.Sprintf("pool silent for %s", s.env.DeadAfter)
 		}
 	}
-	s.log().WithField("pool", s.link.name).Warn("pool link lost: " + reason)
+	// The coordinator logs the loss once, with what it did about the miners.
 	s.answerAll(ctx, "pool link lost before the share was confirmed")
 	s.link.close()
-	gen := s.link.gen
+	gen, name := s.link.gen, s.link.name
 	s.link, s.ready = nil, false
 	s.lastErr = reason
 	sids := make([]uint16, 0, len(s.attached))
@@ -342,7 +342,7 @@ func (s *Slot) lost(ctx actor.Context, err error) {
 		sids = append(sids, sid)
 	}
 	s.attached = map[uint16]*attached{}
-	ctx.Send(s.env.Coordinator, &msg.UpstreamLost{Slot: s.env.Slot, Gen: gen, Reason: reason, Miners: sids})
+	ctx.Send(s.env.Coordinator, &msg.UpstreamLost{Slot: s.env.Slot, Gen: gen, Pool: name, Reason: reason, Miners: sids})
 	s.env.Stats.Reconnects.Add(1)
 	s.attempt = 1
 	s.scheduleRedial()

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -102,12 +103,19 @@ type Session struct {
 	latest    *msg.Job
 	scratch   msg.Scratch
 	st        *stats.Miner
-	out       []byte
 	connected time.Time
 	lastReq   time.Time
 	badLines  int
-	req       codec.Request
 }
+
+// Scratch space is pooled, not kept per session: a scanned request is ~700
+// bytes and a reply buffer a few hundred, which at 10,000 idle miners would
+// be megabytes held for nothing. Writes never keep the buffer (the event
+// loop copies whatever the socket does not take at once).
+var (
+	reqPool = sync.Pool{New: func() any { return new(codec.Request) }}
+	bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+)
 
 // New returns a producer for session actors of one listener.
 func New(env *Env) actor.Producer {
@@ -124,7 +132,7 @@ func (s *Session) Receive(ctx actor.Context) {
 	case *msg.DifficultySet:
 		s.diff = m.Difficulty
 		s.st.Difficulty.Store(m.Difficulty)
-		s.write(codec.AppendSetDifficulty(s.out[:0], m.Difficulty))
+		s.reply(func(d []byte) []byte { return codec.AppendSetDifficulty(d, m.Difficulty) })
 	case *msg.JobNotified:
 		s.onJob(m)
 	case *msg.VersionMaskSet:
@@ -141,7 +149,7 @@ func (s *Session) Receive(ctx actor.Context) {
 		s.st.SetUpstream("")
 	case *msg.Disconnect:
 		if m.Reconnect {
-			s.write(codec.AppendReconnect(s.out[:0]))
+			s.reply(func(d []byte) []byte { return codec.AppendReconnect(d) })
 		}
 		s.close(ctx, m.Reason)
 	case *wire.Tick:
@@ -162,10 +170,18 @@ func (s *Session) start(ctx actor.Context, m *Start) {
 	s.en1s = codec.Hex32(uint32(m.SessionID))
 	s.connected = time.Now()
 	s.lastReq = s.connected
-	s.out = make([]byte, 0, 256)
 	s.info = msg.MinerInfo{SessionID: m.SessionID, Listener: s.env.Listener, Port: s.env.Port, Remote: m.Conn.Remote()}
 	s.st = m.Stats
 	s.env.Stats.AddMiner(s.st)
+}
+
+// reply builds a message in a pooled buffer and writes it.
+func (s *Session) reply(build func(dst []byte) []byte) {
+	bp := bufPool.Get().(*[]byte)
+	b := build((*bp)[:0])
+	s.write(b)
+	*bp = b[:0]
+	bufPool.Put(bp)
 }
 
 func (s *Session) write(b []byte) {
@@ -235,11 +251,14 @@ func (s *Session) handleLine(ctx actor.Context, line []byte) {
 		s.close(ctx, "not stratum")
 		return
 	}
-	r := &s.req
+	r := reqPool.Get().(*codec.Request)
+	defer reqPool.Put(r)
 	if err := codec.ScanRequest(line, r); err != nil {
 		s.badLines++
 		s.env.Limiter.Warn("bad-json", logrus.Fields{"remote": s.info.Remote.String(), "error": err.Error()}, "malformed JSON from a miner")
-		s.write(codec.AppendError(s.out[:0], nil, codec.StatusIllegalParams, "malformed JSON: "+err.Error()))
+		s.reply(func(d []byte) []byte {
+			return codec.AppendError(d, nil, codec.StatusIllegalParams, "malformed JSON: "+err.Error())
+		})
 		if s.badLines >= 10 {
 			s.close(ctx, "too many malformed lines")
 		}
@@ -260,14 +279,16 @@ func (s *Session) handleLine(ctx actor.Context, line []byte) {
 	case codec.MethodSuggestDifficulty, codec.MethodSuggestTarget:
 		// The BTCAgent protocol has no way to pass a per-miner hint upstream
 		// (§8.3); say so honestly instead of pretending.
-		s.write(codec.AppendResult(s.out[:0], r.ID, "false"))
+		s.reply(func(d []byte) []byte { return codec.AppendResult(d, r.ID, "false") })
 	case codec.MethodExtranonceSub:
 		s.extranonceSub = true
-		s.write(codec.AppendTrue(s.out[:0], r.ID))
+		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
 	case codec.MethodMultiVersion:
-		s.write(codec.AppendResult(s.out[:0], r.ID, "false"))
+		s.reply(func(d []byte) []byte { return codec.AppendResult(d, r.ID, "false") })
 	default:
-		s.write(codec.AppendError(s.out[:0], r.ID, codec.StatusIllegalParams, "unsupported method "+truncate(string(r.Method), 40)))
+		s.reply(func(d []byte) []byte {
+			return codec.AppendError(d, r.ID, codec.StatusIllegalParams, "unsupported method "+truncate(string(r.Method), 40))
+		})
 	}
 }
 
@@ -285,7 +306,7 @@ func (s *Session) subscribe(r *codec.Request) {
 		}
 	}
 	s.subscribed = true
-	s.write(codec.AppendSubscribeResult(s.out[:0], r.ID, s.en1s, EN2Size))
+	s.reply(func(d []byte) []byte { return codec.AppendSubscribeResult(d, r.ID, s.en1s, EN2Size) })
 }
 
 func (s *Session) configure(r *codec.Request) {
@@ -328,9 +349,9 @@ func (s *Session) configure(r *codec.Request) {
 		res = append(res, `":false`...)
 	}
 	res = append(res, '}')
-	s.write(codec.AppendResult(s.out[:0], r.ID, string(res)))
+	s.reply(func(d []byte) []byte { return codec.AppendResult(d, r.ID, string(res)) })
 	if wantVR {
-		s.write(codec.AppendSetVersionMask(s.out[:0], s.sentMask))
+		s.reply(func(d []byte) []byte { return codec.AppendSetVersionMask(d, s.sentMask) })
 	}
 }
 
@@ -363,20 +384,22 @@ func (s *Session) onPoolMask(mask uint32) {
 	}
 	if granted := s.askMask & mask; granted != s.sentMask {
 		s.sentMask = granted
-		s.write(codec.AppendSetVersionMask(s.out[:0], granted))
+		s.reply(func(d []byte) []byte { return codec.AppendSetVersionMask(d, granted) })
 	}
 }
 
 func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
 	user, err := r.Param(0).String()
 	if err != nil {
-		s.write(codec.AppendError(s.out[:0], r.ID, codec.StatusIllegalParams, "worker name must be a string"))
+		s.reply(func(d []byte) []byte {
+			return codec.AppendError(d, r.ID, codec.StatusIllegalParams, "worker name must be a string")
+		})
 		return
 	}
 	if s.authorized {
 		// One worker per connection: a second authorize is acknowledged and
 		// its shares counted under the first name.
-		s.write(codec.AppendTrue(s.out[:0], r.ID))
+		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
 		return
 	}
 	pw, _ := r.Param(1).String()
@@ -392,7 +415,7 @@ func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
 		if text == "" {
 			text = code.Text()
 		}
-		s.write(codec.AppendError(s.out[:0], r.ID, code, text))
+		s.reply(func(d []byte) []byte { return codec.AppendError(d, r.ID, code, text) })
 		return
 	case msg.Drop:
 		s.close(ctx, "refused by plugin")
@@ -403,7 +426,7 @@ func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
 	s.authorized = true
 	s.st.SetIdentity(s.info.UserAgent, s.env.PoolUser+"."+worker)
 	s.env.Stats.MinersAuth.Add(1)
-	s.write(codec.AppendTrue(s.out[:0], r.ID))
+	s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
 	mask := uint32(0)
 	if s.configured {
 		mask = s.askMask
@@ -455,7 +478,7 @@ func (s *Session) reject(id []byte, code codec.Status, text, reason string) {
 	if text == "" {
 		text = code.Text()
 	}
-	s.write(codec.AppendError(s.out[:0], id, code, text))
+	s.reply(func(d []byte) []byte { return codec.AppendError(d, id, code, text) })
 }
 
 func (s *Session) submit(ctx actor.Context, r *codec.Request) {
@@ -481,7 +504,7 @@ func (s *Session) submit(ctx actor.Context, r *codec.Request) {
 	if job.Fake {
 		// Placeholder work during an outage: answered here, never forwarded, counted as unpaid.
 		s.env.Stats.FakeAnswered.Add(1)
-		s.write(codec.AppendTrue(s.out[:0], r.ID))
+		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
 		return
 	}
 	if s.upstream == nil || job.Gen != s.gen {
@@ -528,14 +551,14 @@ func (s *Session) submit(ctx actor.Context, r *codec.Request) {
 
 func (s *Session) onAnswer(m *msg.ShareAnswered) {
 	if m.Status.Accepted() {
-		s.write(codec.AppendTrue(s.out[:0], m.ReqID))
+		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, m.ReqID) })
 		return
 	}
 	text := m.Text
 	if text == "" {
 		text = m.Status.Text()
 	}
-	s.write(codec.AppendError(s.out[:0], m.ReqID, m.Status, text))
+	s.reply(func(d []byte) []byte { return codec.AppendError(d, m.ReqID, m.Status, text) })
 }
 
 // String is for debugging.

@@ -53,9 +53,12 @@ type Agent struct {
 	gens       atomic.Uint64
 	poolMask   atomic.Uint32
 	limiter    *logging.RateLimited
+	mu         sync.RWMutex // guards cfg and listeners, which Reload replaces
 	listeners  []*Listener
 	minerProps func(l *Listener) *actor.Props
 	stopOnce   sync.Once
+	reloadMu   sync.Mutex    // one Reload at a time, and never during Stop
+	restarts   atomic.Uint64 // suffix for the names of restarted coordinators
 }
 
 // Listener is one [[listen]] block at run time.
@@ -64,15 +67,51 @@ type Listener struct {
 	Stats       *stats.Listener
 	Chain       *plugins.Chain
 	Coordinator *actor.PID
-	ln          net.Listener
+	port        *port // the socket; Reload hands it from a listener to its replacement
 	minerEnv    *miner.Env
+	miner       config.MinerOptions // the accept path's copy: Reload replaces Agent.cfg
 	props       *actor.Props
 	a           *Agent
-	wg          sync.WaitGroup
+}
+
+// port is one bound socket and the listener that currently takes its
+// connections. The accept loop holds mu while it hands a connection over, so
+// once Reload has swapped cur no connection can still reach the old listener.
+type port struct {
+	ln  net.Listener
+	mu  sync.Mutex
+	cur *Listener
+	wg  sync.WaitGroup
+}
+
+func (p *port) accept(nc net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cur.accept(nc)
+}
+
+func (p *port) swap(l *Listener) {
+	p.mu.Lock()
+	p.cur = l
+	p.mu.Unlock()
+}
+
+// serve runs the accept loop until the socket is closed.
+func (p *port) serve(log logrus.FieldLogger) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_ = netio.AcceptLoop(p.ln, log, p.accept)
+	}()
+}
+
+func (p *port) close() {
+	_ = p.ln.Close()
+	p.wg.Wait()
 }
 
 // Addr is the address the listener is bound to.
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+func (l *Listener) Addr() net.Addr { return l.port.ln.Addr() }
 
 // New builds an agent from a validated config; Start opens the ports.
 func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
@@ -102,7 +141,12 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	}
 	a.engine = eng
 	for _, lc := range cfg.Listen {
-		l, err := a.newListener(lc)
+		chain, err := a.buildChain(cfg, lc)
+		if err != nil {
+			a.Stop()
+			return nil, err
+		}
+		l, err := a.newListener(cfg, lc, chain, stats.NewListener(lc.Name, lc.Port), "")
 		if err != nil {
 			a.Stop()
 			return nil, err
@@ -122,21 +166,30 @@ var stopOnPanic = actor.NewOneForOneStrategy(0, time.Second, func(reason any) ac
 	return actor.StopDirective
 })
 
-func (a *Agent) newListener(lc config.Listener) (*Listener, error) {
-	l := &Listener{Cfg: lc, a: a, Stats: stats.NewListener(lc.Name, lc.Port)}
+// buildChain compiles the plugins of one listener; it is separate from
+// newListener so that Reload can refuse a config before it changes anything.
+func (a *Agent) buildChain(cfg *config.Config, lc config.Listener) (*plugins.Chain, error) {
 	log := a.log.WithField("listener", lc.Name)
-	chain, err := plugins.Build(a.cfg.Plugins, plugins.Env{Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Log: log})
+	chain, err := plugins.Build(cfg.Plugins, plugins.Env{Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
-	l.Chain = chain
+	return chain, nil
+}
+
+// newListener starts a listener's coordinator (which dials the pools); the
+// port is opened by Start or handed over by Reload. nameSuffix keeps the
+// coordinator's actor name unique while a replaced one is still draining.
+func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugins.Chain, st *stats.Listener, nameSuffix string) (*Listener, error) {
+	l := &Listener{Cfg: lc, a: a, Stats: st, Chain: chain, miner: cfg.Miner}
+	log := a.log.WithField("listener", lc.Name)
 	routes := []msg.Route{{Name: "", PoolUser: lc.PoolUser, Pools: poolAddrs(lc)}}
 	routes = append(routes, chain.Routes()...)
-	u := a.cfg.Upstream
+	u := cfg.Upstream
 	coordEnv := &coordinator.Env{
 		Listener: lc.Name, Port: lc.Port, Routes: routes, Connections: lc.Connections,
-		Policy: a.cfg.Outage.Policy, Wait: a.cfg.Outage.Wait, Grace: u.HandshakeTimeout,
-		FakeJobInterval: a.cfg.Outage.FakeJobInterval, TickInterval: a.opts.TickInterval, StatsInterval: a.opts.StatsInterval, RebalanceInterval: a.opts.RebalanceInterval,
+		Policy: cfg.Outage.Policy, Wait: cfg.Outage.Wait, Grace: u.HandshakeTimeout,
+		FakeJobInterval: cfg.Outage.FakeJobInterval, TickInterval: a.opts.TickInterval, StatsInterval: a.opts.StatsInterval, RebalanceInterval: a.opts.RebalanceInterval,
 		Upstream: upstream.Env{
 			Listener: lc.Name, UserAgent: u.UserAgent, Subres: u.SubmitResponse, FlushInterval: u.FlushInterval,
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
@@ -151,14 +204,14 @@ func (a *Agent) newListener(lc config.Listener) (*Listener, error) {
 	// The coordinator and its slots are restarted with backoff if they ever
 	// panic; miners are not their children, so they survive that.
 	cprops := a.props(coordinator.New(coordEnv), actor.WithSupervisor(actor.NewExponentialBackoffStrategy(time.Minute, time.Second)))
-	pid, err := a.system.Root.SpawnNamed(cprops, "coordinator-"+strconv.Itoa(lc.Port)+"-"+lc.Name)
+	pid, err := a.system.Root.SpawnNamed(cprops, "coordinator-"+strconv.Itoa(lc.Port)+"-"+lc.Name+nameSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: start coordinator: %w", lc.Name, err)
 	}
 	l.Coordinator = pid
 	l.minerEnv = &miner.Env{
 		Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Coordinator: pid, Chain: chain, Stats: l.Stats,
-		LoginTimeout: a.cfg.Miner.LoginTimeout, IdleTimeout: a.cfg.Miner.IdleTimeout,
+		LoginTimeout: cfg.Miner.LoginTimeout, IdleTimeout: cfg.Miner.IdleTimeout,
 		Log: log, Debug: a.log.IsLevelEnabled(logrus.DebugLevel), Limiter: a.limiter,
 		PoolMask: a.poolMask.Load,
 	}
@@ -176,26 +229,40 @@ func poolAddrs(lc config.Listener) []msg.PoolAddr {
 
 // Start opens every listener's port and starts accepting miners.
 func (a *Agent) Start() error {
-	for _, l := range a.listeners {
-		addr := net.JoinHostPort(l.Cfg.Address, strconv.Itoa(l.Cfg.Port))
-		ln, err := net.Listen("tcp", addr)
+	for _, l := range a.Listeners() {
+		ln, err := listen(l.Cfg)
 		if err != nil {
 			a.Stop()
-			return fmt.Errorf("listener %s: %w", l.Cfg.Name, err)
+			return err
 		}
-		l.ln = ln
-		a.log.WithFields(logrus.Fields{"listener": l.Cfg.Name, "addr": ln.Addr().String(), "pool_user": l.Cfg.PoolUser, "pools": len(l.Cfg.Pools)}).Info("listening for miners")
-		l.wg.Add(1)
-		go func(l *Listener) {
-			defer l.wg.Done()
-			_ = netio.AcceptLoop(ln, a.log.WithField("listener", l.Cfg.Name), l.accept)
-		}(l)
+		a.serve(l, ln)
 	}
 	return nil
 }
 
-// Listeners returns the running listeners.
-func (a *Agent) Listeners() []*Listener { return a.listeners }
+func listen(lc config.Listener) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(lc.Address, strconv.Itoa(lc.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+	}
+	return ln, nil
+}
+
+// serve starts accepting miners on ln for l.
+func (a *Agent) serve(l *Listener, ln net.Listener) {
+	p := &port{ln: ln, cur: l}
+	l.port = p
+	a.log.WithFields(logrus.Fields{"listener": l.Cfg.Name, "addr": ln.Addr().String(), "pool_user": l.Cfg.PoolUser, "pools": len(l.Cfg.Pools)}).Info("listening for miners")
+	p.serve(a.log.WithField("listener", l.Cfg.Name))
+}
+
+// Listeners returns the running listeners. The slice is a copy: Reload may
+// replace listeners at any time, so callers should not keep it for long.
+func (a *Agent) Listeners() []*Listener {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return append([]*Listener(nil), a.listeners...)
+}
 
 // System exposes the actor system (tests, API).
 func (a *Agent) System() *actor.ActorSystem { return a.system }
@@ -233,7 +300,7 @@ func (l *Listener) accept(nc net.Conn) {
 	st := &stats.Miner{SessionID: sid, Remote: remote, Connected: time.Now()}
 	pid := a.system.Root.Spawn(l.props)
 	a.system.Root.Send(l.Coordinator, &coordinator.MinerOpened{SessionID: sid, PID: pid, Stats: st})
-	h := &connHandler{root: a.system.Root, pid: pid, split: codec.Splitter{MaxLine: a.cfg.Miner.MaxLineBytes}, rate: float64(a.cfg.Miner.MaxRequestsPerSec), limiter: a.limiter}
+	h := &connHandler{root: a.system.Root, pid: pid, split: codec.Splitter{MaxLine: l.miner.MaxLineBytes}, rate: float64(l.miner.MaxRequestsPerSec), limiter: a.limiter}
 	h.tokens = 2 * h.rate
 	// The session needs its connection before the first line; the event loop
 	// only starts delivering after Add, so Start is first in the mailbox.
@@ -319,13 +386,15 @@ func (h *connHandler) OnClose(c *netio.Conn, err error) {
 // briefly for the UNREGISTER frames to be written.
 func (a *Agent) Stop() {
 	a.stopOnce.Do(func() {
-		for _, l := range a.listeners {
-			if l.ln != nil {
-				_ = l.ln.Close()
-				l.wg.Wait()
+		a.reloadMu.Lock()
+		defer a.reloadMu.Unlock()
+		ls := a.Listeners()
+		for _, l := range ls {
+			if l.port != nil {
+				l.port.close()
 			}
 		}
-		for _, l := range a.listeners {
+		for _, l := range ls {
 			if l.Coordinator != nil {
 				_ = a.system.Root.StopFuture(l.Coordinator).Wait()
 			}
@@ -354,7 +423,7 @@ func (l *Listener) Snapshot(timeout time.Duration) (*wire.Snapshot, error) {
 func (a *Agent) WaitReady(ctx context.Context, n int) error {
 	for {
 		ok := true
-		for _, l := range a.listeners {
+		for _, l := range a.Listeners() {
 			s, err := l.Snapshot(time.Second)
 			if err != nil {
 				return err

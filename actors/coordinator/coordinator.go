@@ -132,6 +132,10 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 		c.rebalance(ctx, m.now)
 	case *wire.SnapshotRequest:
 		ctx.Respond(c.snapshot())
+	case *wire.DisconnectAll:
+		for _, rec := range c.miners {
+			ctx.Send(rec.pid, &msg.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
+		}
 	case *actor.Stopping:
 		if c.done != nil {
 			close(c.done)

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -57,9 +58,17 @@ type Logger interface {
 	Warn(kind string, fields logrus.Fields, msg string)
 }
 
+// Conn is what a session needs of its socket (netio.Conn in production, a
+// recorder in tests). Write must not block.
+type Conn interface {
+	Write(b []byte) error
+	Close() error
+	Remote() netip.AddrPort
+}
+
 // Start is the first message a session gets: its connection and identity.
 type Start struct {
-	Conn      *netio.Conn
+	Conn      Conn
 	SessionID uint16
 	Stats     *stats.Miner
 }
@@ -69,6 +78,12 @@ type Line struct{ B []byte }
 
 // Closed reports the socket is gone.
 type Closed struct{ Err error }
+
+// Ping asks a session to answer Pong once everything before it was handled (tests).
+type Ping struct{}
+
+// Pong is the answer to Ping.
+type Pong struct{ Authorized, Closing bool }
 
 // Kick closes a misbehaving connection from the event loop side.
 type Kick struct{ Reason string }
@@ -82,7 +97,7 @@ type jobEntry struct {
 // Session is the miner actor.
 type Session struct {
 	env  *Env
-	conn *netio.Conn
+	conn Conn
 	sid  uint16
 	en1  [4]byte
 	en1s string
@@ -159,6 +174,8 @@ func (s *Session) Receive(ctx actor.Context) {
 	case *Closed:
 		s.closing = true
 		ctx.Stop(ctx.Self())
+	case *Ping:
+		ctx.Respond(&Pong{Authorized: s.authorized, Closing: s.closing})
 	case *actor.Stopping:
 		s.teardown(ctx)
 	}

@@ -100,3 +100,11 @@ type UpstreamState struct {
 
 // FakeJob asks miners parked under the "fake" policy to take a placeholder job.
 type FakeJob = msg.JobNotified
+
+// DisconnectAll asks a coordinator to disconnect every miner it knows (sent
+// by Agent.Reload before it retires a listener's coordinator). With Reconnect
+// the miners get client.reconnect first, so they come straight back.
+type DisconnectAll struct {
+	Reason    string
+	Reconnect bool
+}

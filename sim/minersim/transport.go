@@ -1,0 +1,146 @@
+package minersim
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/btcagent/btcagent/codec"
+	"github.com/lesismal/nbio"
+)
+
+// link is one TCP connection of one miner. A miner gets a new link for every
+// (re)connect; events from an old link are recognised by pointer and ignored.
+// Fields other than the immutable connection handles are guarded by the
+// miner's mutex.
+type link struct {
+	m   *miner
+	gen uint32
+	nc  net.Conn   // goroutine transport
+	nb  *nbio.Conn // nbio transport
+
+	split     codec.Splitter
+	gotJob    bool // a notify arrived on this link (the first is not a fan-out sample)
+	dead      bool // the transport reported the close
+	counted   bool // included in the Connected gauge
+	closeOnce sync.Once
+}
+
+// writeTimeout bounds a blocking write on the goroutine transport; a peer
+// that stops reading for this long is treated as gone. nbio writes never
+// block (it queues the rest itself).
+const writeTimeout = 10 * time.Second
+
+func (l *link) write(b []byte) error {
+	if l.nb != nil {
+		if _, err := l.nb.Write(b); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	}
+	if err := l.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	if _, err := l.nc.Write(b); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+func (l *link) close() {
+	l.closeOnce.Do(func() {
+		if l.nb != nil {
+			_ = l.nb.Close()
+		} else {
+			_ = l.nc.Close()
+		}
+	})
+}
+
+// transport turns a dialed net.Conn into a link whose incoming bytes reach
+// miner.onData and whose end reaches miner.onLinkClosed.
+type transport interface {
+	attach(l *link) error
+	stop()
+}
+
+// goroutineTransport runs one reader goroutine per connection.
+type goroutineTransport struct {
+	wg sync.WaitGroup
+}
+
+// readBufSize is the per-connection read buffer. Stratum lines are a few
+// hundred bytes; longer notifies simply arrive in two reads and the splitter
+// keeps the tail.
+const readBufSize = 1024
+
+func (t *goroutineTransport) attach(l *link) error {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		buf := make([]byte, readBufSize)
+		for {
+			n, err := l.nc.Read(buf)
+			if n > 0 {
+				l.m.onData(l, buf[:n], time.Now())
+			}
+			if err != nil {
+				l.m.onLinkClosed(l, err)
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (t *goroutineTransport) stop() { t.wg.Wait() }
+
+// nbioTransport hands every socket to a few epoll loops.
+type nbioTransport struct {
+	engine *nbio.Engine
+}
+
+// nbioReadBuf is the read buffer of each poller (shared by its connections).
+const nbioReadBuf = 32 * 1024
+
+func newNbioTransport(pollers int) (*nbioTransport, error) {
+	e := nbio.NewEngine(nbio.Config{
+		Name:           "minersim",
+		NPoller:        pollers,
+		ReadBufferSize: nbioReadBuf,
+	})
+	e.OnData(func(c *nbio.Conn, data []byte) {
+		if l, ok := c.Session().(*link); ok {
+			l.m.onData(l, data, time.Now())
+		}
+	})
+	e.OnClose(func(c *nbio.Conn, err error) {
+		if l, ok := c.Session().(*link); ok {
+			l.m.onLinkClosed(l, err)
+		}
+	})
+	if err := e.Start(); err != nil {
+		return nil, fmt.Errorf("minersim: starting nbio engine: %w", err)
+	}
+	return &nbioTransport{engine: e}, nil
+}
+
+func (t *nbioTransport) attach(l *link) error {
+	// NBConn duplicates the descriptor and closes the net.Conn; the session
+	// must be set before AddConn, since data may be delivered right after it.
+	nb, err := nbio.NBConn(l.nc)
+	if err != nil {
+		_ = l.nc.Close()
+		return fmt.Errorf("nbio conn: %w", err)
+	}
+	l.nc = nil
+	l.nb = nb
+	nb.SetSession(l)
+	if _, err := t.engine.AddConn(nb); err != nil {
+		return fmt.Errorf("nbio add conn: %w", err)
+	}
+	return nil
+}
+
+func (t *nbioTransport) stop() { t.engine.Stop() }

@@ -176,3 +176,7 @@ func (r *Reader) Next() (Chunk, error) {
 		}
 	}
 }
+
+// SetSource switches the underlying reader while keeping whatever is
+// already buffered (for example after a handshake, to add read deadlines).
+func (r *Reader) SetSource(src io.Reader) { r.r = src }

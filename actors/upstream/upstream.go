@@ -146,7 +146,7 @@ func (s *Slot) Receive(ctx actor.Context) {
 	case *wire.Attach:
 		s.attach(ctx, m)
 	case *wire.Detach:
-		s.detach(m.SessionID)
+		s.detach(ctx, m.SessionID)
 	case *wire.Submit:
 		s.submit(ctx, m)
 	case *flushNow:
@@ -456,7 +456,7 @@ func (s *Slot) register(ctx actor.Context, sid uint16, a *attached) {
 	}
 }
 
-func (s *Slot) detach(sid uint16) {
+func (s *Slot) detach(ctx actor.Context, sid uint16) {
 	a, ok := s.attached[sid]
 	if !ok {
 		return
@@ -464,7 +464,7 @@ func (s *Slot) detach(sid uint16) {
 	delete(s.attached, sid)
 	if s.ready && a.registered {
 		s.out = codec.AppendUnregisterWorker(s.out, sid)
-		// No flush timer: an unregister can ride with the next shares.
+		s.armFlush(ctx)
 	}
 }
 

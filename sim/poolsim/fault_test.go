@@ -156,3 +156,27 @@ func TestSetAuthorizeResult(t *testing.T) {
 	c.send(`{"id":"auth2","method":"mining.authorize","params":["demo",""]}`)
 	c.expect(`{"id":"auth2","result":true,"error":null}`)
 }
+
+func TestCloseConnClosesOnlyThatConnection(t *testing.T) {
+	p := startPool(t, Config{})
+	a, b := dial(t, p), dial(t, p)
+	a.send(`{"id":1,"method":"mining.subscribe","params":["x"]}`)
+	b.send(`{"id":1,"method":"mining.subscribe","params":["x"]}`)
+	a.line()
+	b.line()
+	st := p.Stats()
+	if len(st.Conns) != 2 {
+		t.Fatalf("conns %d", len(st.Conns))
+	}
+	victim := st.Conns[0].ID
+	if !p.CloseConn(victim) {
+		t.Fatal("CloseConn returned false")
+	}
+	st = p.Stats()
+	if len(st.Conns) != 1 || st.Conns[0].ID == victim {
+		t.Fatalf("after close: %+v", st.Conns)
+	}
+	if p.CloseConn(victim) {
+		t.Fatal("closing a gone connection reported true")
+	}
+}

@@ -428,6 +428,24 @@ func (p *Pool) WaitFor(ctx context.Context, cond func(*Stats) bool) error {
 
 // ---- fault injection ----
 
+// CloseConn closes one connection (by its Stats id), like a single broken
+// link, and returns once it is gone from Stats; false if there is no such
+// connection.
+func (p *Pool) CloseConn(id uint64) bool {
+	p.mu.Lock()
+	c, ok := p.conns[id]
+	if ok {
+		c.shutdown()
+		p.eventLocked(id, "close-conn", "closed by test")
+		p.signalLocked()
+	}
+	p.mu.Unlock()
+	if ok {
+		<-c.done
+	}
+	return ok
+}
+
 // DropAll closes every connection, like a pool crash, and returns once they
 // are gone from Stats. The listener keeps accepting.
 func (p *Pool) DropAll() {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/btcagent/btcagent/internal/testenv"
+	"github.com/btcagent/btcagent/sim/poolsim"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionHelpAndUnknown(t *testing.T) {
+	if code, out, _ := runCLI("version"); code != 0 || !strings.HasPrefix(out, "btcagent ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("-h"); code != 0 || !strings.Contains(errOut, "config check") {
+		t.Fatalf("-h: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown: %d %q", code, errOut)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	if code, out, errOut := runCLI("config", "check", "../../config.toml"); code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("example config: %d %q %q", code, out, errOut)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[[listen]]\nport = 3333\npool_user = \"x\"\nPools = 1\n"), 0o600)
+	code, _, errOut := runCLI("config", "check", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.toml:4") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("bad config: %d %q (want one line naming file:line)", code, errOut)
+	}
+	plug := filepath.Join(t.TempDir(), "plug.toml")
+	os.WriteFile(plug, []byte("[[listen]]\nport = 3333\npool_user = \"x\"\n[[listen.pool]]\nhost = \"127.0.0.1\"\nport = 3334\n[[plugins]]\nname = \"no-such-plugin\"\n"), 0o600)
+	if code, _, errOut := runCLI("config", "check", plug); code != 1 || !strings.Contains(errOut, "no-such-plugin") {
+		t.Fatalf("unknown plugin: %d %q", code, errOut)
+	}
+}
+
+func TestConfigConvertLegacy(t *testing.T) {
+	matches, _ := filepath.Glob("../../testdata/config/legacy/*.json")
+	if len(matches) == 0 {
+		t.Skip("no legacy examples")
+	}
+	code, out, errOut := runCLI("config", "convert", matches[0])
+	if code != 0 || !strings.Contains(out, "[[listen]]") || !strings.Contains(out, "[[listen.pool]]") {
+		t.Fatalf("convert: %d %q %q", code, out, errOut)
+	}
+	conv := filepath.Join(t.TempDir(), "converted.toml")
+	os.WriteFile(conv, []byte(out), 0o600)
+	if code, _, errOut := runCLI("config", "check", conv); code != 0 {
+		t.Fatalf("converted config does not load: %q", errOut)
+	}
+}
+
+// The daemon runs from its config, and SIGTERM stops it cleanly (exit 0)
+// within a few seconds, closing its pool links.
+func TestDaemonStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "btcagent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	pool := testenv.Pool(t, poolsim.Config{})
+	cfg := testenv.Config(t, "farm", pool.Addr())
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.toml")
+	f, _ := os.Create(path)
+	if err := cfg.WriteTOML(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cmd := exec.Command(bin, "-c", path)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Ctx(t)
+	if err := pool.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.AgentConns == 2 }); err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("agent never connected: %v\n%s", err, logs.String())
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("did not stop within 10 s\n%s", logs.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stop took %v", d)
+	}
+	if err := pool.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.AgentConns == 0 }); err != nil {
+		t.Fatal("pool links still open after exit")
+	}
+	if !strings.Contains(logs.String(), "stopping") {
+		t.Fatalf("no stop log line:\n%s", logs.String())
+	}
+}

@@ -120,22 +120,33 @@ func (c *Chain) run(inst *Instance, hookName string, f func() msg.Verdict) (v ms
 
 const requiredFailed = "required plugin failed"
 
-// OnConnect runs the connect hooks; the first non-Continue verdict wins.
-func (c *Chain) OnConnect(m *msg.MinerConnecting) msg.Verdict {
+// verdictChain runs hooks in order until one returns a verdict other than
+// Continue. failed is called when a required plugin's panic became a Reject,
+// so the caller can say why in the message.
+func verdictChain[T any](c *Chain, hooks []hook[T], name string, call func(T) msg.Verdict, failed func(plugin string)) msg.Verdict {
 	if c == nil {
 		return msg.Continue
 	}
-	for i := range c.connect {
-		h := &c.connect[i]
-		v, failed := c.run(h.inst, "connect", func() msg.Verdict { return h.h.OnConnect(m) })
-		if failed && v == msg.Reject {
-			m.Text = requiredFailed + ": " + h.inst.Name
+	for i := range hooks {
+		h := &hooks[i]
+		v, panicked := c.run(h.inst, name, func() msg.Verdict { return call(h.h) })
+		if panicked && v == msg.Reject && failed != nil {
+			failed(h.inst.Name)
 		}
 		if v != msg.Continue {
 			return v
 		}
 	}
 	return msg.Continue
+}
+
+// OnConnect runs the connect hooks; the first non-Continue verdict wins.
+func (c *Chain) OnConnect(m *msg.MinerConnecting) msg.Verdict {
+	if c == nil {
+		return msg.Continue
+	}
+	return verdictChain(c, c.connect, "connect", func(h ConnectHook) msg.Verdict { return h.OnConnect(m) },
+		func(p string) { m.Text = requiredFailed + ": " + p })
 }
 
 // OnAuthorize runs the authorize hooks in order.
@@ -143,17 +154,8 @@ func (c *Chain) OnAuthorize(m *msg.MinerAuthorizing) msg.Verdict {
 	if c == nil {
 		return msg.Continue
 	}
-	for i := range c.authorize {
-		h := &c.authorize[i]
-		v, failed := c.run(h.inst, "authorize", func() msg.Verdict { return h.h.OnAuthorize(m) })
-		if failed && v == msg.Reject {
-			m.Code, m.Text = codec.StatusInternalError, requiredFailed+": "+h.inst.Name
-		}
-		if v != msg.Continue {
-			return v
-		}
-	}
-	return msg.Continue
+	return verdictChain(c, c.authorize, "authorize", func(h AuthorizeHook) msg.Verdict { return h.OnAuthorize(m) },
+		func(p string) { m.Code, m.Text = codec.StatusInternalError, requiredFailed+": "+p })
 }
 
 // OnSubmit runs the submit hooks in order.
@@ -161,17 +163,8 @@ func (c *Chain) OnSubmit(m *msg.ShareSubmitted) msg.Verdict {
 	if c == nil {
 		return msg.Continue
 	}
-	for i := range c.submit {
-		h := &c.submit[i]
-		v, failed := c.run(h.inst, "submit", func() msg.Verdict { return h.h.OnSubmit(m) })
-		if failed && v == msg.Reject {
-			m.Code, m.Text = codec.StatusInternalError, requiredFailed+": "+h.inst.Name
-		}
-		if v != msg.Continue {
-			return v
-		}
-	}
-	return msg.Continue
+	return verdictChain(c, c.submit, "submit", func(h SubmitHook) msg.Verdict { return h.OnSubmit(m) },
+		func(p string) { m.Code, m.Text = codec.StatusInternalError, requiredFailed+": "+p })
 }
 
 // HasSubmitHooks lets the share path skip building the hook message.
@@ -193,14 +186,7 @@ func (c *Chain) OnSelect(m *msg.UpstreamSelecting) msg.Verdict {
 	if c == nil {
 		return msg.Continue
 	}
-	for i := range c.sel {
-		h := &c.sel[i]
-		v, _ := c.run(h.inst, "select", func() msg.Verdict { return h.h.OnSelect(m) })
-		if v != msg.Continue {
-			return v
-		}
-	}
-	return msg.Continue
+	return verdictChain(c, c.sel, "select", func(h SelectHook) msg.Verdict { return h.OnSelect(m) }, nil)
 }
 
 // OnStats runs the stats hooks.

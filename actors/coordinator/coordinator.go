@@ -68,6 +68,8 @@ type minerRec struct {
 	slot     *slotRec
 	parkedAt time.Time
 	opened   time.Time
+	xsub     bool           // accepts mining.set_extranonce
+	avoid    map[int]uint64 // slot index -> link generation that could not serve this miner
 }
 
 type slotRec struct {
@@ -199,7 +201,7 @@ func (c *Coordinator) authorized(ctx actor.Context, m *msg.MinerAuthorized) {
 	if !ok {
 		return // already gone
 	}
-	rec.info, rec.mask, rec.authed = m.Info, m.VersionMask, true
+	rec.info, rec.mask, rec.authed, rec.xsub = m.Info, m.VersionMask, true, m.ExtranonceSub
 	sel := &msg.UpstreamSelecting{Info: m.Info}
 	c.env.Chain.OnSelect(sel)
 	if _, ok := c.routes[sel.Route]; !ok {
@@ -222,8 +224,27 @@ func (c *Coordinator) pick(route string) *slotRec {
 	return best
 }
 
+// pickFor is pick for one miner: slots whose current link already refused
+// it (a per-miner link that failed, a pool that cannot map its extranonce)
+// are skipped until they get a new link.
+func (c *Coordinator) pickFor(rec *minerRec) *slotRec {
+	if len(rec.avoid) == 0 {
+		return c.pick(rec.route)
+	}
+	var best *slotRec
+	for _, s := range c.routes[rec.route] {
+		if g, ok := rec.avoid[s.idx]; ok && g == s.gen {
+			continue
+		}
+		if s.ready && (best == nil || s.miners < best.miners) {
+			best = s
+		}
+	}
+	return best
+}
+
 func (c *Coordinator) place(ctx actor.Context, sid uint16, rec *minerRec) {
-	s := c.pick(rec.route)
+	s := c.pickFor(rec)
 	if s == nil {
 		c.park(ctx, rec, "no pool link ready")
 		return
@@ -231,7 +252,7 @@ func (c *Coordinator) place(ctx actor.Context, sid uint16, rec *minerRec) {
 	rec.slot = s
 	rec.parkedAt = time.Time{}
 	s.miners++
-	ctx.Send(s.pid, &wire.Attach{Miner: rec.pid, SessionID: sid, UserAgent: rec.info.UserAgent, Worker: rec.info.Worker, VersionMask: rec.mask, Stats: rec.st})
+	ctx.Send(s.pid, &wire.Attach{Miner: rec.pid, SessionID: sid, UserAgent: rec.info.UserAgent, Worker: rec.info.Worker, VersionMask: rec.mask, Stats: rec.st, ExtranonceSub: rec.xsub})
 }
 
 func (c *Coordinator) park(ctx actor.Context, rec *minerRec, reason string) {
@@ -272,7 +293,7 @@ func (c *Coordinator) upReady(ctx actor.Context, m *msg.UpstreamReady) {
 	}
 	// Parked miners of this route get work now, spread over the ready links.
 	for sid, rec := range c.miners {
-		if rec.authed && rec.slot == nil && rec.route == s.route {
+		if rec.authed && rec.slot == nil && rec.route == s.route && c.pickFor(rec) != nil {
 			c.place(ctx, sid, rec)
 		}
 	}
@@ -294,6 +315,14 @@ func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
 			parked++
 		}
 	}
+	// A slot may keep some miners (a per-miner pool whose control link
+	// went keeps the miners' own links): recount.
+	s.miners = 0
+	for _, rec := range c.miners {
+		if rec.slot == s {
+			s.miners++
+		}
+	}
 	if moved > 0 {
 		c.env.Stats.Failovers.Add(1)
 	}
@@ -303,6 +332,21 @@ func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
 // refused handles a slot that lost its link between our choice and the Attach.
 func (c *Coordinator) refused(ctx actor.Context, m *wire.AttachRefused) {
 	s := c.slots[m.Slot]
+	if m.KeepSlot {
+		// Only this miner cannot be served there (the slot logged why).
+		rec, ok := c.miners[m.SessionID]
+		if !ok || rec.slot != s {
+			return
+		}
+		s.miners--
+		rec.slot = nil
+		if rec.avoid == nil {
+			rec.avoid = map[int]uint64{}
+		}
+		rec.avoid[s.idx] = s.gen
+		c.replace(ctx, m.SessionID, rec, m.Reason)
+		return
+	}
 	s.ready = false
 	rec, ok := c.miners[m.SessionID]
 	if !ok || rec.slot != s {
@@ -316,7 +360,7 @@ func (c *Coordinator) refused(ctx actor.Context, m *wire.AttachRefused) {
 // replace puts a miner whose link is gone on another ready link of its
 // route, or applies the outage policy. It reports whether the miner moved.
 func (c *Coordinator) replace(ctx actor.Context, sid uint16, rec *minerRec, reason string) bool {
-	if c.pick(rec.route) != nil {
+	if c.pickFor(rec) != nil {
 		c.place(ctx, sid, rec)
 		return true
 	}

@@ -18,12 +18,19 @@ type Attach struct {
 	Worker      string
 	VersionMask uint32
 	Stats       *stats.Miner
+	// ExtranonceSub: the miner sent mining.extranonce.subscribe, so a link
+	// may change its extranonce (stratum-per-miner pools with a small EN2).
+	ExtranonceSub bool
 }
 
 // AttachRefused is a slot's answer to an Attach that arrived after its link was lost.
 type AttachRefused struct {
 	Slot      int
 	SessionID uint16
+	// KeepSlot: the slot is fine, only this miner cannot be served there
+	// (its per-miner link failed, or the pool cannot map its extranonce).
+	KeepSlot bool
+	Reason   string
 }
 
 // Detach removes a miner from an upstream link (UNREGISTER at the pool).
@@ -38,6 +45,11 @@ type Attached struct {
 	Upstream *actor.PID
 	Gen      uint64
 	Pool     string
+	// EN1 and EN2Size, when EN1 is set, replace the miner's extranonce
+	// (mining.set_extranonce; only for miners that subscribed to it). Empty
+	// means the session's own: "%08x" of its id and 4 bytes.
+	EN1     string
+	EN2Size int
 }
 
 // Parked tells a miner it has no upstream for now (outage policy applies).
@@ -96,6 +108,8 @@ type UpstreamState struct {
 	Miners int
 	Since  int64
 	Error  string
+	// Protocol of the pool link: agent, stratum or stratum-per-miner.
+	Protocol string
 }
 
 // FakeJob asks miners parked under the "fake" policy to take a placeholder job.

@@ -71,6 +71,16 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer a.Stop()
+	// The dashboard and SIGHUP reload work in the demo as in production.
+	d, err := startDaemon(cfg, log, a, daemonOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "btcagent demo: %v\n", err)
+		return 1
+	}
+	defer d.close()
+	if addr := d.httpAddr(); addr != "" {
+		fmt.Fprintf(stdout, "demo: dashboard at http://%s/\n", addr)
+	}
 	target := a.Listeners()[0].Addr().String()
 	if host, port, _ := net.SplitHostPort(target); host == "0.0.0.0" || host == "::" {
 		target = net.JoinHostPort("127.0.0.1", port)

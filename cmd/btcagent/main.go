@@ -3,6 +3,7 @@
 // btcpool-family pool over a few BTCAgent-protocol connections.
 //
 //	btcagent [-c config.toml] [-l logdir]   run the agent
+//	btcagent reload [-pidfile FILE]         make the running agent re-read its config (SIGHUP)
 //	btcagent demo                           run a local pool simulator, the agent and a few CPU miners
 //	btcagent config check FILE              validate a config (exit 0 or one precise error)
 //	btcagent config convert agent_conf.json print the legacy JSON config as TOML
@@ -41,6 +42,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 
 Usage:
   btcagent [-c config.toml] [-l logdir]    run the agent
+  btcagent reload [-pidfile FILE] [-c F]   make the running agent re-read its config (SIGHUP)
   btcagent demo [flags]                    local demo: pool simulator + agent + CPU miners
   btcagent config check FILE               validate a config file (.toml, or legacy .json)
   btcagent config convert agent_conf.json  print a legacy JSON config as TOML
@@ -57,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("btcagent", flag.ContinueOnError)
 	cfgPath := fs.String("c", "config.toml", "config file (TOML, or the legacy btcagent JSON when it ends in .json)")
 	logDir := fs.String("l", "", `log directory ("stderr" or empty: log to stderr; overrides log_dir)`)
+	pidFile := fs.String("pidfile", "", "write the process id here (for `btcagent reload`)")
 	fs.Usage = func() { usage(stderr, fs) }
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
@@ -72,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return configCmd(args[1:], stdout, stderr)
 		case "demo":
 			return demoCmd(args[1:], stdout, stderr)
+		case "reload":
+			return reloadCmd(args[1:], stdout, stderr)
 		case "help":
 			usage(stdout, fs)
 			return 0
@@ -103,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range warnings {
 		log.Warn("config: " + w)
 	}
-	if err := serve(cfg, log, nil); err != nil {
+	if err := serve(cfg, log, daemonOptions{PIDFile: *pidFile, LogDir: *logDir}, nil); err != nil {
 		log.WithError(err).Error("btcagent stopped")
 		return 1
 	}
@@ -118,11 +123,17 @@ func loadConfig(path string) (*config.Config, []string, error) {
 	return cfg, nil, err
 }
 
-// serve runs the agent until SIGINT/SIGTERM (or until stop is closed).
-func serve(cfg *config.Config, log *logrus.Logger, stop <-chan struct{}) error {
+// serve runs the agent until SIGINT/SIGTERM (or until stop is closed), with
+// the HTTP server and SIGHUP reload around it (daemon.go).
+func serve(cfg *config.Config, log *logrus.Logger, opts daemonOptions, stop <-chan struct{}) error {
 	if err := plugins.Validate(cfg.Plugins, ports(cfg)); err != nil {
 		return err
 	}
+	// Signals first: a SIGTERM while the pool links come up must stop the
+	// agent cleanly, not kill it with the default action.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	soft, hard := raiseFileLimit()
 	log.WithFields(logrus.Fields{"soft": soft, "hard": hard, "version": version}).Info("btcagent starting (open-files limit)")
 	a, err := agent.New(cfg, log, agent.Options{})
@@ -132,9 +143,12 @@ func serve(cfg *config.Config, log *logrus.Logger, stop <-chan struct{}) error {
 	if err := a.Start(); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	d, err := startDaemon(cfg, log, a, opts)
+	if err != nil {
+		a.Stop()
+		return err
+	}
+	defer d.close()
 	select {
 	case s := <-sig:
 		log.WithField("signal", s.String()).Info("stopping: no new miners, unregistering, closing pool links")

@@ -19,7 +19,7 @@ import (
 )
 
 // Timeout bounds every wait in end-to-end tests.
-const Timeout = 60 * time.Second
+const Timeout = 120 * time.Second
 
 // Logger returns a logger that writes to the test log only when -v is set,
 // at warn level, so failures show what the agent complained about.
@@ -49,7 +49,7 @@ func Pool(t testing.TB, cfg poolsim.Config) *poolsim.Pool {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	if cfg.JSONDiff == 0 && cfg.FixedDiff == 0 {
-		cfg.JSONDiff = 0.00001
+		cfg.JSONDiff = 0.000001
 	}
 	if cfg.NotifyInterval == 0 {
 		cfg.NotifyInterval = time.Hour

@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type Options struct {
 	RebalanceInterval time.Duration // route rebalancing plugins; default 1m
 	Workers           int           // dispatcher workers; default 2×GOMAXPROCS
 	MaxSessions       int           // session ids available (tests of exhaustion); default 65535
+	// PooledSessions runs miner sessions on the worker pool instead of inline
+	// on the sending goroutine (for comparison benchmarks).
+	PooledSessions bool
 }
 
 // Agent is a running btcagent.
@@ -215,7 +219,18 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 		Log: log, Debug: a.log.IsLevelEnabled(logrus.DebugLevel), Limiter: a.limiter,
 		PoolMask: a.poolMask.Load,
 	}
-	l.props = a.props(miner.New(l.minerEnv), actor.WithGuardian(stopOnPanic))
+	if a.opts.PooledSessions {
+		l.props = a.props(miner.New(l.minerEnv), actor.WithGuardian(stopOnPanic))
+	} else {
+		// Miner sessions run inline on whichever goroutine sends to them (the
+		// event loop for requests, the link's worker for jobs and verdicts):
+		// their Receive never blocks, and this saves a goroutine wake-up per
+		// message, which is most of the CPU per share.
+		l.props = actor.PropsFromProducer(miner.New(l.minerEnv),
+			actor.WithDispatcher(actor.NewSynchronizedDispatcher(64)),
+			actor.WithMailbox(actor.UnboundedLockfree()),
+			actor.WithGuardian(stopOnPanic))
+	}
 	return l, nil
 }
 
@@ -325,12 +340,29 @@ type connHandler struct {
 	last    time.Time
 	dropped int
 	kicked  bool
+	started bool // a first non-blank byte arrived
 	limiter *logging.RateLimited
 }
 
 func (h *connHandler) OnData(c *netio.Conn, data []byte) {
 	if h.kicked {
 		return
+	}
+	if !h.started {
+		// A Stratum client's first byte is '{'. TLS hellos, binary probes and
+		// the like may never send a newline: hand them to the session as a
+		// line now (it logs and closes) instead of holding the connection
+		// and its session id until the login timeout.
+		rest := bytes.TrimLeft(data, " \t\r\n")
+		if len(rest) == 0 {
+			return
+		}
+		h.started = true
+		if rest[0] != '{' {
+			h.kicked = true
+			h.root.Send(h.pid, &miner.Line{B: append([]byte(nil), rest[:min(len(rest), 64)]...)})
+			return
+		}
 	}
 	err := h.split.Feed(data, func(ch codec.Chunk) error {
 		if !h.allow() {

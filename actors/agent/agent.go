@@ -139,11 +139,6 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 		actor.WithDeadLetterThrottleInterval(time.Minute),
 		actor.WithDeadLetterRequestLogging(false),
 	)
-	eng, err := netio.NewEngine(netio.Config{MaxWriteBuffered: cfg.Miner.WriteBufferBytes, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	a.engine = eng
 	for _, lc := range cfg.Listen {
 		chain, err := a.buildChain(cfg, lc)
 		if err != nil {
@@ -157,6 +152,14 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 		}
 		a.listeners = append(a.listeners, l)
 	}
+	// The event loop starts last: nothing after it can fail, so a refused
+	// config never has to stop a loop that has just started.
+	eng, err := netio.NewEngine(netio.Config{MaxWriteBuffered: cfg.Miner.WriteBufferBytes, Log: log})
+	if err != nil {
+		a.Stop()
+		return nil, err
+	}
+	a.engine = eng
 	return a, nil
 }
 

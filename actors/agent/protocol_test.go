@@ -70,7 +70,7 @@ func TestMinerFacingProtocol(t *testing.T) {
 	if got[1].Method != "mining.set_difficulty" || got[2].Method != "mining.notify" {
 		t.Fatalf("after authorize: %s | %s", got[1].Raw, got[2].Raw)
 	}
-	if string(got[1].Params[0]) != "0.000001" {
+	if string(got[1].Params[0]) != "0.00001" {
 		t.Fatalf("default difficulty %s", got[1].Params[0])
 	}
 	if string(got[2].Params[8]) != "true" {

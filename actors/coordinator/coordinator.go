@@ -80,6 +80,8 @@ type slotRec struct {
 	gen    uint64
 	pool   string
 	miners int
+	since  time.Time // when the link became ready, or was lost
+	err    string    // why it was last lost
 }
 
 // Coordinator is the actor.
@@ -287,7 +289,7 @@ func (c *Coordinator) gone(ctx actor.Context, m *msg.MinerGone) {
 
 func (c *Coordinator) upReady(ctx actor.Context, m *msg.UpstreamReady) {
 	s := c.slots[m.Slot]
-	s.ready, s.gen, s.pool = true, m.Gen, m.Pool
+	s.ready, s.gen, s.pool, s.since, s.err = true, m.Gen, m.Pool, time.Now(), ""
 	if m.VersionMask != 0 && c.env.PoolMask != nil {
 		c.env.PoolMask.Store(m.VersionMask)
 	}
@@ -301,7 +303,7 @@ func (c *Coordinator) upReady(ctx actor.Context, m *msg.UpstreamReady) {
 
 func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
 	s := c.slots[m.Slot]
-	s.ready, s.miners = false, 0
+	s.ready, s.miners, s.since, s.err = false, 0, time.Now(), m.Reason
 	moved, parked := 0, 0
 	for _, sid := range m.Miners {
 		rec, ok := c.miners[sid]
@@ -489,8 +491,15 @@ func (c *Coordinator) snapshot() *wire.Snapshot {
 		}
 	}
 	for _, s := range c.slots {
-		snap.Upstreams = append(snap.Upstreams, wire.UpstreamState{Slot: s.idx, Route: s.route, Ready: s.ready, Pool: s.pool, Gen: s.gen, Miners: s.miners})
+		snap.Upstreams = append(snap.Upstreams, wire.UpstreamState{Slot: s.idx, Route: s.route, Ready: s.ready, Pool: s.pool, Gen: s.gen, Miners: s.miners, Since: unixOrZero(s.since), Error: s.err})
 	}
 	sort.Slice(snap.Upstreams, func(i, j int) bool { return snap.Upstreams[i].Slot < snap.Upstreams[j].Slot })
 	return snap
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }

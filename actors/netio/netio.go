@@ -3,6 +3,9 @@
 // miner socket, so an idle miner costs no goroutine and no read buffer, and
 // every write is non-blocking into a bounded per-connection queue. A miner
 // that stops reading overflows its queue and is closed; nobody else waits.
+// The socket's kernel send buffer is fixed at the same size (the kernel
+// doubles it), so a stuck miner holds at most about three times
+// MaxWriteBuffered.
 package netio
 
 import (
@@ -35,8 +38,9 @@ type Config struct {
 
 // Engine owns the event loop.
 type Engine struct {
-	e   *nbio.Engine
-	log logrus.FieldLogger
+	e      *nbio.Engine
+	log    logrus.FieldLogger
+	sndbuf int // SO_SNDBUF of every connection: the kernel's share of the output bound
 }
 
 // Conn is one miner connection on the engine.
@@ -94,11 +98,21 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("netio: start event loop: %w", err)
 	}
 	log.WithField("pollers", cfg.Pollers).Debug("miner event loop started")
-	return &Engine{e: e, log: log}, nil
+	return &Engine{e: e, log: log, sndbuf: cfg.MaxWriteBuffered}, nil
 }
 
-// Stop closes every connection and the loop.
-func (e *Engine) Stop() { e.e.Stop() }
+// Stop closes every connection and the loop. nbio can miss the stop signal
+// of a loop that has only just started, so the wait is bounded: a process
+// that is shutting down must not hang on it.
+func (e *Engine) Stop() {
+	done := make(chan struct{})
+	go func() { e.e.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		e.log.Warn("miner event loop did not stop within 3 s; continuing shutdown")
+	}
+}
 
 // Add moves an accepted connection onto the loop. The handler is installed
 // before the socket is watched, so no byte can arrive unhandled.
@@ -109,6 +123,12 @@ func (e *Engine) Add(nc net.Conn, h Handler) (*Conn, error) { return e.AddPendin
 // precede the connection's first OnData.
 func (e *Engine) AddPending(nc net.Conn, h Handler, before func(*Conn)) (*Conn, error) {
 	remote := addrPort(nc.RemoteAddr())
+	if tc, ok := nc.(*net.TCPConn); ok {
+		// Without a fixed send buffer the kernel autotunes it up to
+		// tcp_wmem's maximum (MBs) for a peer that does not read, and the
+		// bounded write queue would only start filling after that.
+		_ = tc.SetWriteBuffer(e.sndbuf)
+	}
 	c, err := nbio.NBConn(nc) // dups the fd and closes nc
 	if err != nil {
 		_ = nc.Close()

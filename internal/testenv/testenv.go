@@ -49,7 +49,7 @@ func Pool(t testing.TB, cfg poolsim.Config) *poolsim.Pool {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	if cfg.JSONDiff == 0 && cfg.FixedDiff == 0 {
-		cfg.JSONDiff = 0.000001
+		cfg.JSONDiff = 0.00001
 	}
 	if cfg.NotifyInterval == 0 {
 		cfg.NotifyInterval = time.Hour

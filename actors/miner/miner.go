@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +102,7 @@ type Session struct {
 	sid  uint16
 	en1  [4]byte
 	en1s string
+	en2n int // extranonce2 size; 0 means EN2Size (a link may change both, see setExtranonce)
 
 	subscribed, authorized, closing bool
 	extranonceSub                   bool
@@ -155,10 +157,16 @@ func (s *Session) Receive(ctx actor.Context) {
 	case *msg.ShareAnswered:
 		s.onAnswer(m)
 	case *wire.Attached:
+		// A slot that replaces its own link (failback, pool-requested
+		// reconnect) keeps the old one open for late shares: jobs from the
+		// same slot stay submittable and the slot routes them by generation.
+		sameSlot := s.upstream != nil && m.Upstream != nil && s.upstream.Equal(m.Upstream)
 		s.upstream, s.gen, s.parked = m.Upstream, m.Gen, false
 		s.st.SetUpstream(m.Pool)
-		// Jobs of the previous link can never be valid on this one.
-		s.jobs = [jobRing]jobEntry{}
+		if s.setExtranonce(m.EN1, m.EN2Size) || !sameSlot {
+			// Jobs of another slot, or of another extranonce, can never be valid here.
+			s.jobs = [jobRing]jobEntry{}
+		}
 	case *wire.Parked:
 		s.upstream, s.gen, s.parked = nil, 0, true
 		s.st.SetUpstream("")
@@ -240,6 +248,11 @@ func (s *Session) teardown(ctx actor.Context) {
 }
 
 func (s *Session) tick(ctx actor.Context, now time.Time) {
+	if s.conn == nil {
+		// The coordinator knows the session before its Start arrives: a
+		// tick in between must not read the zero connect time as a timeout.
+		return
+	}
 	if !s.authorized && s.env.LoginTimeout > 0 && now.Sub(s.connected) > s.env.LoginTimeout {
 		s.env.Limiter.Warn("login-timeout", logrus.Fields{"remote": s.info.Remote.String()}, "miner did not subscribe and authorize in time; closing")
 		s.close(ctx, "login timeout")
@@ -323,7 +336,42 @@ func (s *Session) subscribe(r *codec.Request) {
 		}
 	}
 	s.subscribed = true
-	s.reply(func(d []byte) []byte { return codec.AppendSubscribeResult(d, r.ID, s.en1s, EN2Size) })
+	s.reply(func(d []byte) []byte { return codec.AppendSubscribeResult(d, r.ID, s.en1s, s.en2Size()) })
+}
+
+func (s *Session) en2Size() int {
+	if s.en2n > 0 {
+		return s.en2n
+	}
+	return EN2Size
+}
+
+// setExtranonce switches the miner to the extranonce a link gives it (""
+// means its own: "%08x" of the session id, 4 bytes) and tells a subscribed
+// miner with mining.set_extranonce; it applies from the next job, which the
+// link sends right after.
+func (s *Session) setExtranonce(en1 string, size int) (changed bool) {
+	if en1 == "" {
+		en1, size = codec.Hex32(uint32(s.sid)), EN2Size
+	}
+	if en1 == s.en1s && size == s.en2Size() {
+		return false
+	}
+	s.en1s, s.en2n = en1, size
+	s.en1 = [4]byte{}
+	if b, err := codec.DecodeHex(en1); err == nil && len(b) == 4 {
+		copy(s.en1[:], b)
+	}
+	if s.extranonceSub && s.subscribed {
+		s.reply(func(d []byte) []byte {
+			d = append(d, `{"id":null,"method":"mining.set_extranonce","params":["`...)
+			d = append(d, en1...)
+			d = append(d, `",`...)
+			d = strconv.AppendInt(d, int64(size), 10)
+			return append(d, "]}\n"...)
+		})
+	}
+	return true
 }
 
 func (s *Session) configure(r *codec.Request) {
@@ -450,7 +498,7 @@ func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
 	}
 	info := s.info
 	info.UserAgent = agent
-	ctx.Send(s.env.Coordinator, &msg.MinerAuthorized{Info: info, VersionMask: mask})
+	ctx.Send(s.env.Coordinator, &msg.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub})
 }
 
 // ---- jobs ----
@@ -507,7 +555,7 @@ func (s *Session) submit(ctx actor.Context, r *codec.Request) {
 		s.reject(r.ID, codec.StatusUnauthorized, "", "unauthorized")
 		return
 	}
-	sub, err := codec.ParseSubmit(r, EN2Size)
+	sub, err := codec.ParseSubmit(r, s.en2Size())
 	if err != nil {
 		s.reject(r.ID, codec.StatusIllegalParams, err.Error(), "illegal_params")
 		return
@@ -524,7 +572,7 @@ func (s *Session) submit(ctx actor.Context, r *codec.Request) {
 		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
 		return
 	}
-	if s.upstream == nil || job.Gen != s.gen {
+	if s.upstream == nil {
 		s.reject(r.ID, codec.StatusJobNotFoundOrStale, "job belongs to a pool link that is gone", "stale")
 		return
 	}

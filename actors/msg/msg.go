@@ -182,8 +182,9 @@ type StatsTick struct {
 
 // MinerAuthorized asks the coordinator to place an authorized miner.
 type MinerAuthorized struct {
-	Info        MinerInfo
-	VersionMask uint32 // the mask the miner asked for (0: no version rolling)
+	Info          MinerInfo
+	VersionMask   uint32 // the mask the miner asked for (0: no version rolling)
+	ExtranonceSub bool   // the miner sent mining.extranonce.subscribe before authorizing
 }
 
 // MinerGone tells the coordinator a miner's connection ended.

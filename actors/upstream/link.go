@@ -48,20 +48,113 @@ type handshakeResult struct {
 	Backlog []any
 }
 
-// link is one TCP (or TLS) connection to the pool after its handshake.
+// link is one TCP (or TLS) connection to the pool after its handshake, in
+// any of the three protocols. The fields below the writer are share and job
+// bookkeeping owned by the slot actor: each link keeps its own, so a link
+// that is being replaced (failback, client.reconnect) can still deliver the
+// verdicts of the shares it carried while the new one serves the miners.
 type link struct {
-	conn   net.Conn
-	reader *codec.Reader
-	pool   msg.PoolAddr
-	name   string
-	hs     handshakeResult
-	gen    uint64
+	conn    net.Conn
+	reader  *codec.Reader
+	pool    msg.PoolAddr
+	poolIdx int    // position in the route's pool list
+	proto   string // protoAgent, protoStratum or protoPerMiner
+	name    string
+	hs      handshakeResult // agent links
+	shs     *stratumHS      // stratum links (aggregated, per-miner control, per-miner)
+	gen     uint64
+
+	// per-miner links: the miner this connection serves
+	perMiner bool
+	sid      uint16
 
 	writeCh chan []byte
 	freeCh  chan []byte
 	done    chan struct{}
 	once    sync.Once
 	wErr    atomic.Pointer[error] // set by the writer, read by the reader
+
+	// stratum links write through a writer goroutine that exists only while
+	// there is output (per-miner links are many and mostly idle).
+	wmu       sync.Mutex
+	wpend     []byte
+	writing   bool
+	closed    bool
+	onWritten func(int)
+	wTimeout  time.Duration
+
+	// ---- owned by the slot actor ----
+	out        []byte
+	answers    []pending          // agent, optimistic: answered when handed to the writer
+	verdicts   map[uint16]pending // agent with subres: by submit index
+	index      uint16
+	reqs       map[uint64]pending // stratum: by our JSON request id
+	nextReq    uint64
+	flushArmed bool
+	members    map[uint16]struct{} // miners registered (agent) or served (stratum) on this link
+	users      int                 // attached miners whose current link this is
+	retiring   bool
+	retiredAt  time.Time
+	broken     bool // stratum: the pool changed the extranonce so that later jobs cannot be mapped
+
+	diff      float64  // difficulty for the next job
+	mask      uint32   // granted version-rolling mask
+	latest    *msg.Job // newest job (for miners that join)
+	latestDif float64  // the difficulty in force when latest was received
+	ring      []jobRec // stratum: recent jobs by local short id
+	nextShort uint8    // stratum: local short id of the next job
+	emap      *enMap   // stratum: extranonce mapping for the next job
+}
+
+// pendingCount is how many shares on this link still wait for a verdict.
+func (l *link) pendingCount() int { return len(l.answers) + len(l.verdicts) + len(l.reqs) }
+
+// lazyWrite queues b (copied) for the stratum writer, starting it if idle.
+// It never blocks the actor: a pool that stops reading makes the queue grow
+// until the write deadline closes the connection.
+func (l *link) lazyWrite(b []byte) {
+	l.wmu.Lock()
+	if l.closed {
+		l.wmu.Unlock()
+		return
+	}
+	l.wpend = append(l.wpend, b...)
+	if l.writing {
+		l.wmu.Unlock()
+		return
+	}
+	l.writing = true
+	l.wmu.Unlock()
+	go l.drain()
+}
+
+func (l *link) drain() {
+	var buf []byte
+	for {
+		l.wmu.Lock()
+		if len(l.wpend) == 0 || l.closed {
+			l.writing = false
+			l.wpend = l.wpend[:0]
+			l.wmu.Unlock()
+			return
+		}
+		buf, l.wpend = l.wpend, buf[:0]
+		l.wmu.Unlock()
+		_ = l.conn.SetWriteDeadline(time.Now().Add(l.wTimeout))
+		n, err := l.conn.Write(buf)
+		if l.onWritten != nil {
+			l.onWritten(n)
+		}
+		if err != nil {
+			l.wErr.Store(&err)
+			_ = l.conn.Close()
+			l.wmu.Lock()
+			l.closed = true
+			l.writing = false
+			l.wmu.Unlock()
+			return
+		}
+	}
 }
 
 type dialParams struct {
@@ -82,33 +175,11 @@ func poolName(p msg.PoolAddr) string { return net.JoinHostPort(p.Host, strconv.I
 // user and an empty password. Requests are pipelined and replies matched by
 // id, whatever their order. It returns once the first job arrived.
 func dial(ctx context.Context, p dialParams) (*link, error) {
-	name := poolName(p.Pool)
-	d := net.Dialer{Timeout: p.DialTimeout, KeepAlive: 60 * time.Second}
-	dctx, cancel := context.WithTimeout(ctx, p.DialTimeout)
-	defer cancel()
-	var conn net.Conn
-	var err error
-	if p.Pool.TLS {
-		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: p.Pool.Host, InsecureSkipVerify: p.Pool.TLSSkipVerify, MinVersion: tls.VersionTLS12}}
-		conn, err = td.DialContext(dctx, "tcp", name)
-	} else {
-		conn, err = d.DialContext(dctx, "tcp", name)
-	}
+	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout)
 	if err != nil {
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) {
-			return nil, &HandshakeError{Pool: name, Reason: "DNS lookup failed", Err: err}
-		}
-		var recErr tls.RecordHeaderError
-		if errors.As(err, &recErr) || isTLSError(err) {
-			return nil, &HandshakeError{Pool: name, Reason: "TLS handshake failed", Err: err}
-		}
-		return nil, &HandshakeError{Pool: name, Reason: "connect failed", Err: err}
+		return nil, err
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	l := &link{conn: conn, pool: p.Pool, name: name}
+	l := &link{conn: conn, pool: p.Pool, name: name, proto: protoAgent}
 	l.reader = codec.NewReader(conn, p.MaxLine, true)
 	_ = conn.SetDeadline(time.Now().Add(p.HandshakeTimeout))
 	hs, err := handshake(conn, l.reader, p, name)
@@ -319,6 +390,9 @@ func (l *link) tryWrite(buf []byte) (next []byte, ok bool) {
 
 func (l *link) close() {
 	l.once.Do(func() {
+		l.wmu.Lock()
+		l.closed = true
+		l.wmu.Unlock()
 		_ = l.conn.Close()
 		if l.writeCh != nil {
 			close(l.writeCh)

@@ -1,9 +1,28 @@
-// Package upstream is one pool link slot: an actor that keeps one BTCAgent
-// connection to the first pool of its ordered list that accepts it, registers
-// the miners the coordinator attaches, coalesces their shares into one write
-// per flush window, and fans the pool's jobs and difficulties out to them in
-// the pool's order. A lost link detaches its miners (the coordinator moves
-// them) and reconnects with capped, jittered exponential backoff.
+// Package upstream is one pool link slot: an actor that keeps a connection
+// to the first pool of its ordered list that accepts it, places the miners
+// the coordinator attaches on it, and fans the pool's jobs and difficulties
+// out to them in the pool's order. A lost link detaches its miners (the
+// coordinator moves them) and reconnects with capped, jittered exponential
+// backoff; while on a backup pool the slot periodically tries the better
+// ones and moves its miners back when one answers (failback).
+//
+// Each pool entry names its protocol, and the slot speaks the same message
+// protocol to the coordinator and the miners whichever it is:
+//
+//   - agent: the BTCAgent protocol (link.go, agent.go). One connection for
+//     all the slot's miners: REGISTER_WORKER per miner, binary submits
+//     coalesced per flush window, SET_DIFF per miner, SUBMIT_RESPONSE verdicts.
+//   - stratum: plain Stratum V1 (stratum.go), one connection for all the
+//     slot's miners, authorized as "<pool user>.<listener>". The pool must give
+//     an extranonce2 of at least 8 bytes: miners keep the agent layout (EN1
+//     "0000SSSS", EN2 4 bytes) and the session id travels inside the pool's
+//     EN2, so miners move between agent and stratum links without noticing.
+//     The pool's difficulty and verdicts apply per connection; per-miner
+//     statistics stay local.
+//   - stratum-per-miner: the slot keeps a control connection (it proves the
+//     pool is up and gives failover and failback something to hold on to) and
+//     opens one more connection per attached miner, authorized as
+//     "<pool user>.<worker>" (perminer.go).
 package upstream
 
 import (
@@ -37,23 +56,35 @@ type Env struct {
 	DeadAfter        time.Duration
 	ReconnectMin     time.Duration
 	ReconnectMax     time.Duration
-	MaxLine          int
-	Coordinator      *actor.PID
-	Chain            *plugins.Chain
-	Stats            *stats.Listener
-	Gens             *atomic.Uint64 // process-wide link generation counter
-	Log              logrus.FieldLogger
+	// FailbackInterval is how often a slot serving from a backup pool tries
+	// the better pools of its list; 0 means ReconnectMax, negative disables.
+	FailbackInterval time.Duration
+	// RetireGrace and RetireMax bound how long a replaced link stays open for
+	// the verdicts of shares it carried (defaults 500ms and 10s).
+	RetireGrace time.Duration
+	RetireMax   time.Duration
+	// StratumWorker is the worker part of "<pool user>.<worker>" for
+	// aggregated stratum links; default: the listener's name.
+	StratumWorker string
+	MaxLine       int
+	Coordinator   *actor.PID
+	Chain         *plugins.Chain
+	Stats         *stats.Listener
+	Gens          *atomic.Uint64 // process-wide link generation counter
+	Log           logrus.FieldLogger
 	// Root sends messages from the link's goroutines into the actor.
 	Root *actor.RootContext
 }
 
 type attached struct {
-	pid        *actor.PID
-	agent      string
-	worker     string
-	mask       uint32
-	registered bool
-	st         *stats.Miner
+	pid    *actor.PID
+	agent  string
+	worker string
+	mask   uint32
+	xsub   bool // the miner accepts mining.set_extranonce
+	st     *stats.Miner
+	cur    *link  // the link serving it (nil while its per-miner link is dialed)
+	want   uint64 // per-miner: the dial in progress for it (0: none)
 }
 
 type pending struct {
@@ -67,43 +98,57 @@ type pending struct {
 type Slot struct {
 	env      *Env
 	self     *actor.PID
-	link     *link
+	ctx      context.Context
+	stop     context.CancelFunc
+	link     *link            // the main link; the slot is ready while it is set
+	links    map[uint64]*link // every open link by generation: main, retiring, per-miner
+	retired  []*link          // main links being retired
 	ready    bool
 	dialing  bool
 	attempt  int
 	poolIdx  int
 	lastErr  string
 	attached map[uint16]*attached
-	jobs     [256]*msg.Job
-	latest   *msg.Job
-	diff     float64
-	mask     uint32
+	since    time.Time
 
-	out        []byte
-	answers    []pending // optimistic mode: answered when their bytes are handed to the writer
-	verdicts   map[uint16]pending
-	index      uint16
-	flushArmed bool
-	cancel     context.CancelFunc
-	since      time.Time
+	switching     bool // a failback or reconnect dial is in flight
+	wantReconnect bool // the pool asked for a reconnect during that dial
+	failbackArmed bool
+
+	dialQ   []uint16 // per-miner links waiting for a dial slot
+	dials   int      // per-miner dials in flight
+	dialSeq uint64
+
+	logged map[string]time.Time // rate-limited warnings
+	quiet  map[string]int
 }
 
 // New returns the slot's producer.
 func New(env *Env) actor.Producer {
 	return func() actor.Actor {
-		return &Slot{env: env, attached: map[uint16]*attached{}, verdicts: map[uint16]pending{}}
+		return &Slot{env: env, attached: map[uint16]*attached{}, links: map[uint64]*link{}}
 	}
 }
+
+type upKind uint8
+
+const (
+	upMain   upKind = iota // the slot's (re)connect
+	upSwitch               // failback or pool-requested reconnect: replaces a working link
+)
 
 // messages from the link goroutines
 type (
 	linkUp struct {
 		l    *link
 		pool int
+		kind upKind
+		why  string
 	}
 	linkFailed struct {
 		err  error
 		pool int
+		kind upKind
 	}
 	linkDown struct {
 		gen uint64
@@ -128,9 +173,11 @@ type (
 		gen  uint64
 		mask uint32
 	}
-	flushNow struct{}
-	redial   struct{}
-	stateReq struct{}
+	flushNow     struct{ gen uint64 }
+	retireCheck  struct{ gen uint64 }
+	failbackTick struct{}
+	redial       struct{}
+	stateReq     struct{}
 )
 
 // StateRequest asks a slot for its state (tests, API): reply is wire.UpstreamState.
@@ -141,7 +188,7 @@ func (s *Slot) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.self = ctx.Self()
-		s.out = make([]byte, 0, 4096)
+		s.ctx, s.stop = context.WithCancel(context.Background())
 		s.startDial()
 	case *wire.Attach:
 		s.attach(ctx, m)
@@ -150,60 +197,116 @@ func (s *Slot) Receive(ctx actor.Context) {
 	case *wire.Submit:
 		s.submit(ctx, m)
 	case *flushNow:
-		s.flushArmed = false
-		s.flush(ctx)
+		if l := s.links[m.gen]; l != nil {
+			l.flushArmed = false
+			s.flush(ctx, l)
+		}
 	case *linkUp:
-		s.onUp(ctx, m)
+		if m.kind == upSwitch {
+			s.onSwitchUp(ctx, m)
+		} else {
+			s.onUp(ctx, m.l, m.pool)
+		}
 	case *linkFailed:
-		s.onFailed(ctx, m)
+		if m.kind == upSwitch {
+			s.onSwitchFailed(ctx, m)
+		} else {
+			s.onFailed(ctx, m)
+		}
+	case *minerUp:
+		s.onMinerUp(ctx, m)
 	case *linkDown:
-		if s.link != nil && m.gen == s.link.gen {
-			s.lost(ctx, m.err)
+		if l := s.links[m.gen]; l != nil {
+			s.down(ctx, l, m.err)
 		}
 	case *poolJob:
-		if s.current(m.gen) {
-			s.onJob(ctx, m.n, m.at)
+		if l := s.live(m.gen); l != nil {
+			s.onJob(ctx, l, m.n, m.at)
 		}
 	case *poolSetDiff:
-		if s.current(m.gen) {
-			s.onSetDiff(ctx, m)
+		if l := s.live(m.gen); l != nil {
+			s.onSetDiff(ctx, l, m)
 		}
 	case *poolVerdict:
-		if s.current(m.gen) {
-			s.onVerdict(ctx, m)
+		if l := s.links[m.gen]; l != nil {
+			s.onVerdict(ctx, l, m)
 		}
 	case *poolMask:
-		if s.current(m.gen) && m.mask != s.mask {
-			s.mask = m.mask
-			for _, a := range s.attached {
-				ctx.Send(a.pid, &msg.VersionMaskSet{Mask: m.mask})
-			}
+		if l := s.live(m.gen); l != nil {
+			s.onMask(ctx, l, m.mask)
 		}
+	case *stratumDiff:
+		if l := s.live(m.gen); l != nil {
+			s.onStratumDiff(ctx, l, m.d)
+		}
+	case *stratumReply:
+		if l := s.links[m.gen]; l != nil {
+			s.onStratumReply(ctx, l, m)
+		}
+	case *stratumExtranonce:
+		if l := s.live(m.gen); l != nil {
+			s.onExtranonce(ctx, l, m.en1, m.size)
+		}
+	case *stratumReconnect:
+		if l := s.live(m.gen); l != nil {
+			s.reconnect(ctx, l, "the pool sent client.reconnect")
+		}
+	case *retireCheck:
+		if l := s.links[m.gen]; l != nil {
+			s.checkRetire(ctx, l, true)
+		}
+	case *failbackTick:
+		s.onFailbackTick()
 	case *redial:
 		s.startDial()
 	case *stateReq:
 		ctx.Respond(s.state())
 	case *actor.Stopping:
-		if s.cancel != nil {
-			s.cancel()
+		if s.stop != nil {
+			s.stop()
 		}
-		if s.link != nil {
-			s.answerAll(ctx, "agent shutting down")
-			s.link.close()
+		for _, l := range s.links {
+			s.answerAll(ctx, l, "agent shutting down")
+			l.close()
 		}
+		s.links = map[uint64]*link{}
 	}
 }
 
-func (s *Slot) current(gen uint64) bool { return s.link != nil && s.link.gen == gen && s.ready }
+// live returns the open, not retiring link of this generation.
+func (s *Slot) live(gen uint64) *link {
+	if l := s.links[gen]; l != nil && !l.retiring {
+		return l
+	}
+	return nil
+}
 
 func (s *Slot) log() logrus.FieldLogger {
 	return s.env.Log.WithFields(logrus.Fields{"listener": s.env.Listener, "slot": s.env.Slot})
 }
 
+// warnLimited logs a warning of this kind at most once a minute, with the
+// number of occurrences it stood for.
+func (s *Slot) warnLimited(kind string, f logrus.Fields, text string) {
+	if s.logged == nil {
+		s.logged, s.quiet = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := s.logged[kind]; ok && now.Sub(t) < time.Minute {
+		s.quiet[kind]++
+		return
+	}
+	if n := s.quiet[kind]; n > 0 {
+		f["suppressed"] = n
+	}
+	s.logged[kind], s.quiet[kind] = now, 0
+	s.log().WithFields(f).Warn(text)
+}
+
 func (s *Slot) state() *wire.UpstreamState {
 	st := &wire.UpstreamState{Slot: s.env.Slot, Route: s.env.Route.Name, Ready: s.ready, Miners: len(s.attached), Error: s.lastErr}
 	if s.link != nil {
-		st.Pool, st.Gen = s.link.name, s.link.gen
+		st.Pool, st.Gen, st.Protocol = s.link.name, s.link.gen, s.link.proto
 	}
 	if !s.since.IsZero() {
 		st.Since = s.since.Unix()
@@ -212,6 +315,46 @@ func (s *Slot) state() *wire.UpstreamState {
 }
 
 // ---- connection lifecycle ----
+
+func (s *Slot) poolUser(p msg.PoolAddr) string {
+	if p.User != "" {
+		return p.User
+	}
+	return s.env.Route.PoolUser
+}
+
+// dialPool connects to pool idx in its protocol. It only reads the
+// immutable Env, so dial goroutines may call it.
+func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
+	p := s.env.Route.Pools[idx]
+	user := s.poolUser(p)
+	var l *link
+	var err error
+	switch proto := protoOf(p); proto {
+	case protoAgent:
+		l, err = dial(ctx, dialParams{
+			Pool: p, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
+			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
+		})
+	default:
+		worker := s.env.StratumWorker
+		if worker == "" {
+			worker = s.env.Listener
+		}
+		minEN2 := sharedEN2
+		if proto == protoPerMiner {
+			minEN2 = 1 // each miner is mapped on its own link
+		}
+		l, err = dialStratum(ctx, stratumParams{
+			Pool: p, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
+			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
+		})
+	}
+	if l != nil {
+		l.poolIdx = idx
+	}
+	return l, err
+}
 
 func (s *Slot) startDial() {
 	if s.dialing || s.link != nil {
@@ -223,22 +366,15 @@ func (s *Slot) startDial() {
 	}
 	s.dialing = true
 	idx := s.poolIdx % len(pools)
-	p := pools[idx]
-	user := p.User
-	if user == "" {
-		user = s.env.Route.PoolUser
-	}
-	params := dialParams{
-		Pool: p, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
-		DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	root, self := s.env.Root, s.self
+	root, self, ctx := s.env.Root, s.self, s.ctx
 	go func() {
-		l, err := dial(ctx, params)
+		l, err := s.dialPool(ctx, idx)
 		if err != nil {
 			root.Send(self, &linkFailed{err: err, pool: idx})
+			return
+		}
+		if ctx.Err() != nil {
+			l.close() // the slot stopped meanwhile
 			return
 		}
 		root.Send(self, &linkUp{l: l, pool: idx})
@@ -284,45 +420,127 @@ func (s *Slot) onFailed(ctx actor.Context, m *linkFailed) {
 	s.scheduleRedial()
 }
 
-func (s *Slot) onUp(ctx actor.Context, m *linkUp) {
-	s.dialing = false
-	l := m.l
+// install makes l the slot's main link: generation, I/O goroutines, and the
+// jobs that arrived with the handshake.
+func (s *Slot) install(ctx actor.Context, l *link, pool int) {
 	l.gen = s.env.Gens.Add(1)
-	s.link, s.ready, s.attempt, s.lastErr = l, true, 0, ""
-	s.poolIdx = m.pool
+	l.poolIdx = pool
+	s.link, s.ready = l, true
+	s.poolIdx = pool
 	s.since = time.Now()
-	s.diff = l.hs.DefaultDiff
-	s.mask = l.hs.Mask
-	s.jobs = [256]*msg.Job{}
-	s.latest = nil
-	s.index = 0
-	if m.pool > 0 {
-		s.env.Stats.Failovers.Add(1)
-	}
-	stats := s.env.Stats
-	l.startWriter(30*time.Second, func(n int) {
-		stats.BytesUp.Add(int64(n))
-		stats.Writes.Add(1)
-	})
-	s.log().WithFields(logrus.Fields{"pool": l.name, "en1": l.hs.EN1, "mask": codec.Hex32(l.hs.Mask), "subres": l.hs.Subres, "diff": l.hs.DefaultDiff}).Info("pool link ready")
-	s.onJob(ctx, l.hs.FirstJob, time.Now())
-	for _, b := range l.hs.Backlog {
-		if n, ok := b.(*codec.Notify); ok {
-			s.onJob(ctx, n, time.Now())
-		}
-	}
-	// Miners attached while the link was down (or before it came up).
-	for sid, a := range s.attached {
-		s.register(ctx, sid, a)
-	}
-	s.flush(ctx)
-	gen := l.gen
-	root, self := s.env.Root, s.self
-	go s.readLoop(l, gen, root, self)
-	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: gen, Pool: l.name, VersionMask: l.hs.Mask})
+	s.links[l.gen] = l
+	s.initLink(l)
+	s.startIO(l)
+	s.replayHandshake(ctx, l)
 }
 
-func (s *Slot) lost(ctx actor.Context, err error) {
+// initLink sets a fresh link's bookkeeping from its handshake.
+func (s *Slot) initLink(l *link) {
+	l.members = map[uint16]struct{}{}
+	if l.proto == protoAgent {
+		l.diff, l.mask = l.hs.DefaultDiff, l.hs.Mask
+		l.verdicts = map[uint16]pending{}
+		return
+	}
+	l.diff, l.mask = l.shs.Diff, l.shs.Mask
+	l.reqs = map[uint64]pending{}
+	n := stratumRing
+	if l.perMiner {
+		n = stratumRing / 2
+	}
+	l.ring = make([]jobRec, n)
+	if l.emap == nil {
+		if l.emap = sharedMap(l.shs.EN1, l.shs.EN2Size); l.emap == nil {
+			l.emap = controlMap(l.shs.EN1, l.shs.EN2Size) // per-miner control link: never sent to miners
+		}
+	}
+}
+
+// startIO starts the link's reader (and, for agent links, its writer).
+func (s *Slot) startIO(l *link) {
+	st := s.env.Stats
+	onWritten := func(n int) {
+		st.BytesUp.Add(int64(n))
+		st.Writes.Add(1)
+	}
+	gen := l.gen
+	if l.proto == protoAgent {
+		l.startWriter(30*time.Second, onWritten)
+		go s.readLoop(l, gen, s.env.Root, s.self)
+		return
+	}
+	l.onWritten, l.wTimeout = onWritten, 30*time.Second
+	go s.stratumReadLoop(l, gen)
+}
+
+// replayHandshake processes the first job and whatever followed it.
+func (s *Slot) replayHandshake(ctx actor.Context, l *link) {
+	now := time.Now()
+	if l.proto == protoAgent {
+		s.onJob(ctx, l, l.hs.FirstJob, now)
+		for _, b := range l.hs.Backlog {
+			if n, ok := b.(*codec.Notify); ok {
+				s.onJob(ctx, l, n, now)
+			}
+		}
+		return
+	}
+	s.onJob(ctx, l, l.shs.FirstJob, now)
+	for _, b := range l.shs.Backlog {
+		switch v := b.(type) {
+		case *codec.Notify:
+			s.onJob(ctx, l, v, now)
+		case stratumDiffEv:
+			s.onStratumDiff(ctx, l, v.d)
+		}
+	}
+	l.shs.FirstJob, l.shs.Backlog = nil, nil
+}
+
+func (s *Slot) onUp(ctx actor.Context, l *link, pool int) {
+	s.dialing = false
+	if s.link != nil {
+		// A switch dial finished first and took the slot: this one is spare.
+		l.close()
+		return
+	}
+	s.install(ctx, l, pool)
+	s.attempt, s.lastErr = 0, ""
+	if pool > 0 {
+		s.env.Stats.Failovers.Add(1)
+	}
+	s.logReady(l, "pool link ready")
+	// First, so that a refusal below is recorded against this link.
+	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, VersionMask: l.mask})
+	// Miners that kept their own links while a per-miner pool's control
+	// connection was down stay on them if it is the same pool; any others
+	// move to the new link.
+	for sid, a := range s.attached {
+		if c := a.cur; c != nil && c.perMiner && l.proto == protoPerMiner && c.pool == l.pool {
+			continue
+		}
+		prev := a.cur
+		s.attachOn(ctx, l, sid, a)
+		if prev != nil && prev.perMiner && a.cur != prev {
+			s.retire(ctx, prev)
+		}
+	}
+	s.flush(ctx, l)
+	s.armFailback()
+}
+
+func (s *Slot) logReady(l *link, text string) {
+	f := logrus.Fields{"pool": l.name, "protocol": l.proto, "mask": codec.Hex32(l.mask), "diff": l.diff}
+	if l.proto == protoAgent {
+		f["en1"], f["subres"] = l.hs.EN1, l.hs.Subres
+	} else {
+		f["en1"], f["en2_size"] = l.shs.EN1, l.shs.EN2Size
+	}
+	s.log().WithFields(f).Info(text)
+}
+
+// down handles a link whose connection ended.
+func (s *Slot) down(ctx actor.Context, l *link, err error) {
 	reason := "connection closed"
 	if err != nil {
 		reason = err.Error()
@@ -331,97 +549,279 @@ func (s *Slot) lost(ctx actor.Context, err error) {
 			reason = fmt.Sprintf("pool silent for %s", s.env.DeadAfter)
 		}
 	}
+	switch {
+	case l == s.link:
+		s.lost(ctx, reason)
+	case l.perMiner && !l.retiring:
+		s.minerLinkLost(ctx, l, reason)
+	default:
+		s.answerAll(ctx, l, "pool link lost before the share was confirmed")
+		for _, a := range s.attached {
+			if a.cur == l {
+				s.setCur(ctx, a, nil) // waiting for its per-miner link
+			}
+		}
+		s.drop(l)
+	}
+}
+
+func (s *Slot) lost(ctx actor.Context, reason string) {
+	l := s.link
 	// The coordinator logs the loss once, with what it did about the miners.
-	s.answerAll(ctx, "pool link lost before the share was confirmed")
-	s.link.close()
-	gen, name := s.link.gen, s.link.name
+	s.answerAll(ctx, l, "pool link lost before the share was confirmed")
+	s.drop(l)
+	gen, name := l.gen, l.name
 	s.link, s.ready = nil, false
 	s.lastErr = reason
 	sids := make([]uint16, 0, len(s.attached))
-	for sid := range s.attached {
+	for sid, a := range s.attached {
+		a.want = 0
+		if c := a.cur; c != nil && c.perMiner {
+			if l.proto == protoPerMiner && !c.retiring && !c.broken {
+				// Only the control connection of a per-miner pool went
+				// (an idle-timeout, say): the miners' own links still work
+				// and stay; the slot takes no new miners until it is back.
+				continue
+			}
+			s.answerAll(ctx, c, "pool link lost before the share was confirmed")
+			s.drop(c)
+		}
+		s.setCur(ctx, a, nil)
+		delete(s.attached, sid)
 		sids = append(sids, sid)
 	}
-	s.attached = map[uint16]*attached{}
+	s.dialQ = nil
 	ctx.Send(s.env.Coordinator, &msg.UpstreamLost{Slot: s.env.Slot, Gen: gen, Pool: name, Reason: reason, Miners: sids})
 	s.env.Stats.Reconnects.Add(1)
 	s.attempt = 1
 	s.scheduleRedial()
 }
 
-// answerAll answers every share that has not been confirmed: nothing is ever
-// answered true unless it reached the pool.
-func (s *Slot) answerAll(ctx actor.Context, text string) {
-	for _, p := range s.answers {
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
+// drop closes a link and forgets it.
+func (s *Slot) drop(l *link) {
+	l.close()
+	delete(s.links, l.gen)
+	for i, r := range s.retired {
+		if r == l {
+			s.retired = append(s.retired[:i], s.retired[i+1:]...)
+			break
+		}
 	}
-	s.answers = s.answers[:0]
-	for idx, p := range s.verdicts {
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
-		delete(s.verdicts, idx)
-	}
-	s.out = s.out[:0]
 }
 
-func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *actor.PID) {
-	// Keep the handshake reader: it may already hold bytes that followed the first job.
-	r := l.reader
-	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
-	st := s.env.Stats
-	var rq codec.Request
-	for {
-		c, err := r.Next()
-		if err != nil {
-			if werr := l.wErr.Load(); werr != nil {
-				err = *werr
+// answerAll answers every share of l that has not been confirmed: nothing
+// is ever answered true unless it reached the pool.
+func (s *Slot) answerAll(ctx actor.Context, l *link, text string) {
+	for _, p := range l.answers {
+		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
+	}
+	l.answers = l.answers[:0]
+	for idx, p := range l.verdicts {
+		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
+		delete(l.verdicts, idx)
+	}
+	for id, p := range l.reqs {
+		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
+		delete(l.reqs, id)
+	}
+	l.out = l.out[:0]
+}
+
+// setCur moves a miner to link l (nil: none), keeping the links' user counts.
+func (s *Slot) setCur(ctx actor.Context, a *attached, l *link) {
+	old := a.cur
+	if old == l {
+		return
+	}
+	a.cur = l
+	if l != nil {
+		l.users++
+	}
+	if old != nil {
+		old.users--
+		if old.retiring {
+			s.checkRetire(ctx, old, false)
+		}
+	}
+}
+
+// ---- replacing a working link: failback and pool-requested reconnects ----
+
+// startSwitch dials the candidate pools in order, in the background; the
+// first that completes its handshake replaces the main link.
+func (s *Slot) startSwitch(cands []int, why string) {
+	if s.switching || len(cands) == 0 {
+		return
+	}
+	s.switching = true
+	root, self, ctx := s.env.Root, s.self, s.ctx
+	go func() {
+		var last error
+		for _, idx := range cands {
+			l, err := s.dialPool(ctx, idx)
+			if err == nil {
+				if ctx.Err() != nil {
+					l.close()
+					return
+				}
+				root.Send(self, &linkUp{l: l, pool: idx, kind: upSwitch, why: why})
+				return
 			}
-			root.Send(self, &linkDown{gen: gen, err: err})
+			last = err
+		}
+		root.Send(self, &linkFailed{err: last, pool: cands[len(cands)-1], kind: upSwitch})
+	}()
+}
+
+func (s *Slot) onSwitchUp(ctx actor.Context, m *linkUp) {
+	s.switching, s.wantReconnect = false, false
+	if s.link == nil {
+		// The old link died meanwhile: this is simply the slot's new link.
+		s.onUp(ctx, m.l, m.pool)
+		return
+	}
+	old := s.link
+	s.retire(ctx, old)
+	l := m.l
+	s.install(ctx, l, m.pool)
+	s.lastErr = ""
+	s.logReady(l, "pool link replaced ("+m.why+"): miners move to "+l.name)
+	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, VersionMask: l.mask})
+	for sid, a := range s.attached {
+		prev := a.cur
+		s.attachOn(ctx, l, sid, a)
+		if prev != nil && prev.perMiner && a.cur != prev {
+			s.retire(ctx, prev)
+		}
+	}
+	s.flush(ctx, l)
+	s.armFailback()
+}
+
+func (s *Slot) onSwitchFailed(ctx actor.Context, m *linkFailed) {
+	s.switching = false
+	if m.err != nil {
+		s.warnLimited("switch-failed", logrus.Fields{}, "better pool still unavailable: "+m.err.Error())
+	}
+	if s.link == nil {
+		return
+	}
+	if s.link.broken {
+		s.lost(ctx, "could not reconnect after the pool changed the extranonce: "+errString(m.err))
+		return
+	}
+	if s.wantReconnect {
+		s.wantReconnect = false
+		s.startSwitch([]int{s.link.poolIdx}, "the pool sent client.reconnect")
+		return
+	}
+	s.armFailback()
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no candidate"
+	}
+	return err.Error()
+}
+
+func (s *Slot) failbackEvery() time.Duration {
+	if s.env.FailbackInterval != 0 {
+		return s.env.FailbackInterval
+	}
+	return s.env.ReconnectMax
+}
+
+func (s *Slot) armFailback() {
+	d := s.failbackEvery()
+	if s.failbackArmed || s.link == nil || s.link.poolIdx == 0 || d <= 0 {
+		return
+	}
+	s.failbackArmed = true
+	root, self := s.env.Root, s.self
+	time.AfterFunc(d, func() { root.Send(self, &failbackTick{}) })
+}
+
+func (s *Slot) onFailbackTick() {
+	s.failbackArmed = false
+	if s.link == nil || s.link.poolIdx == 0 {
+		return
+	}
+	if s.switching {
+		s.armFailback()
+		return
+	}
+	cands := make([]int, 0, s.link.poolIdx)
+	for i := 0; i < s.link.poolIdx; i++ {
+		cands = append(cands, i)
+	}
+	s.startSwitch(cands, "failback")
+}
+
+// reconnect replaces l with a fresh connection to the same pool, keeping the
+// miners on l until the new one is up.
+func (s *Slot) reconnect(ctx actor.Context, l *link, why string) {
+	switch {
+	case l == s.link:
+		if s.switching {
+			s.wantReconnect = true
 			return
 		}
-		if c.IsFrame {
-			st.BytesDown.Add(int64(c.Frame.Len()))
-			switch c.Frame.Cmd {
-			case codec.CmdMiningSetDiff:
-				d, err := codec.DecodeSetDiff(c.Frame)
-				if err != nil {
-					s.log().WithError(err).Warn("bad SET_DIFF frame from pool; ignored")
-					continue
-				}
-				ids := make([]uint16, d.Count)
-				for i := range ids {
-					ids[i] = d.ID(i)
-				}
-				root.Send(self, &poolSetDiff{gen: gen, exp: d.Exp, sids: ids})
-			case codec.CmdSubmitResponse:
-				idx, status, err := codec.DecodeSubmitResponse(c.Frame)
-				if err != nil {
-					s.log().WithError(err).Warn("bad SUBMIT_RESPONSE frame from pool; ignored")
-					continue
-				}
-				root.Send(self, &poolVerdict{gen: gen, index: idx, status: status})
-			}
-			continue
+		s.startSwitch([]int{l.poolIdx}, why)
+	case l.perMiner:
+		if a := s.attached[l.sid]; a != nil && a.cur == l && a.want == 0 {
+			s.queueMinerDial(l.sid, a)
 		}
-		st.BytesDown.Add(int64(len(c.Line) + 1))
-		if err := codec.ScanRequest(c.Line, &rq); err != nil {
-			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
-			continue
-		}
-		switch string(rq.Method) {
-		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
-			if err != nil {
-				s.log().WithError(err).Warn("bad job from pool; ignored")
-				continue
-			}
-			root.Send(self, &poolJob{gen: gen, n: n, at: time.Now()})
-		case codec.MethodSetVersionMask:
-			if v, ok := codec.ParseHex32(rq.Param(0).Str); ok {
-				root.Send(self, &poolMask{gen: gen, mask: v})
-			}
-		}
-		// Later JSON set_difficulty lines are the agent connection's own
-		// vardiff, which never sees shares; both reference agents ignore
-		// them (§6.3) and so do we.
+	}
+}
+
+// retire takes l out of service: it still delivers the verdicts of shares it
+// carried (and takes late shares on its jobs) and is closed once drained.
+func (s *Slot) retire(ctx actor.Context, l *link) {
+	if l.retiring {
+		return
+	}
+	l.retiring, l.retiredAt = true, time.Now()
+	s.flush(ctx, l)
+	if !l.perMiner {
+		s.retired = append(s.retired, l)
+	}
+	s.armRetire(l)
+}
+
+func (s *Slot) retireTimes() (grace, max time.Duration) {
+	grace, max = s.env.RetireGrace, s.env.RetireMax
+	if grace <= 0 {
+		grace = 500 * time.Millisecond
+	}
+	if max <= 0 {
+		max = 10 * time.Second
+	}
+	return grace, max
+}
+
+func (s *Slot) armRetire(l *link) {
+	grace, _ := s.retireTimes()
+	root, self, gen := s.env.Root, s.self, l.gen
+	time.AfterFunc(grace, func() { root.Send(self, &retireCheck{gen: gen}) })
+}
+
+// checkRetire closes a retiring link once no miner uses it and its shares
+// are answered (after the grace period, for shares still in mailboxes), or
+// when RetireMax has passed. timer re-arms the check.
+func (s *Slot) checkRetire(ctx actor.Context, l *link, timer bool) {
+	if !l.retiring || s.links[l.gen] != l {
+		return
+	}
+	grace, max := s.retireTimes()
+	age := time.Since(l.retiredAt)
+	if l.users == 0 && ((l.pendingCount() == 0 && age >= grace) || age >= max) {
+		s.answerAll(ctx, l, "pool link retired before the share was confirmed")
+		s.drop(l)
+		return
+	}
+	if timer {
+		s.armRetire(l)
 	}
 }
 
@@ -433,26 +833,57 @@ func (s *Slot) attach(ctx actor.Context, m *wire.Attach) {
 		ctx.Send(s.env.Coordinator, &wire.AttachRefused{Slot: s.env.Slot, SessionID: m.SessionID})
 		return
 	}
-	a := &attached{pid: m.Miner, agent: m.UserAgent, worker: m.Worker, mask: m.VersionMask, st: m.Stats}
-	if old, ok := s.attached[m.SessionID]; ok && old.registered {
-		// sserver keeps the first registration of an id (emplace): unregister first.
-		s.out = codec.AppendUnregisterWorker(s.out, m.SessionID)
+	if old, ok := s.attached[m.SessionID]; ok {
+		s.leave(ctx, m.SessionID, old)
 	}
+	a := &attached{pid: m.Miner, agent: m.UserAgent, worker: m.Worker, mask: m.VersionMask, xsub: m.ExtranonceSub, st: m.Stats}
 	s.attached[m.SessionID] = a
-	s.register(ctx, m.SessionID, a)
-	s.armFlush(ctx)
+	s.attachOn(ctx, s.link, m.SessionID, a)
 }
 
-func (s *Slot) register(ctx actor.Context, sid uint16, a *attached) {
-	s.out = codec.AppendRegisterWorker(s.out, sid, a.agent, a.worker)
-	a.registered = true
-	ctx.Send(a.pid, &wire.Attached{Upstream: s.self, Gen: s.link.gen, Pool: s.link.name})
-	if a.mask != 0 {
-		ctx.Send(a.pid, &msg.VersionMaskSet{Mask: s.mask})
+// attachOn serves miner a from main link l in l's protocol.
+func (s *Slot) attachOn(ctx actor.Context, l *link, sid uint16, a *attached) {
+	switch l.proto {
+	case protoAgent:
+		l.out = codec.AppendRegisterWorker(l.out, sid, a.agent, a.worker)
+		l.members[sid] = struct{}{}
+		s.setCur(ctx, a, l)
+		s.welcome(ctx, a, l)
+		s.armFlush(ctx, l)
+	case protoStratum:
+		l.members[sid] = struct{}{}
+		s.setCur(ctx, a, l)
+		s.welcome(ctx, a, l)
+	case protoPerMiner:
+		if l.shs.EN2Size < sharedEN2 && !a.xsub {
+			s.refuseMiner(ctx, sid, a, fmt.Sprintf("pool %s gives an extranonce2 of %d bytes (< 8) and the miner did not send mining.extranonce.subscribe, so it cannot be served by this pool", l.name, l.shs.EN2Size))
+			return
+		}
+		s.queueMinerDial(sid, a)
 	}
-	ctx.Send(a.pid, &msg.DifficultySet{Difficulty: s.diff})
-	if s.latest != nil {
-		ctx.Send(a.pid, &msg.JobNotified{Job: s.latest, Clean: true})
+}
+
+// welcome tells a miner which link serves it and gives it the link's mask,
+// difficulty and newest job (clean), in that order.
+func (s *Slot) welcome(ctx actor.Context, a *attached, l *link) {
+	at := &wire.Attached{Upstream: s.self, Gen: l.gen, Pool: l.name}
+	if l.emap != nil && !l.emap.withSID {
+		at.EN1, at.EN2Size = l.emap.minerEN1, l.emap.minerEN2
+	}
+	ctx.Send(a.pid, at)
+	if a.mask != 0 {
+		ctx.Send(a.pid, &msg.VersionMaskSet{Mask: l.mask})
+	}
+	jd := l.diff
+	if l.latest != nil && l.proto != protoAgent {
+		jd = l.latestDif // the pool judges the job at the difficulty it came with
+	}
+	ctx.Send(a.pid, &msg.DifficultySet{Difficulty: jd})
+	if l.latest != nil {
+		ctx.Send(a.pid, &msg.JobNotified{Job: withCleanLine(l.latest), Clean: true})
+	}
+	if jd != l.diff {
+		ctx.Send(a.pid, &msg.DifficultySet{Difficulty: l.diff})
 	}
 }
 
@@ -462,124 +893,347 @@ func (s *Slot) detach(ctx actor.Context, sid uint16) {
 		return
 	}
 	delete(s.attached, sid)
-	if s.ready && a.registered {
-		s.out = codec.AppendUnregisterWorker(s.out, sid)
-		s.armFlush(ctx)
+	s.leave(ctx, sid, a)
+}
+
+// leave takes a miner off every link of this slot.
+func (s *Slot) leave(ctx actor.Context, sid uint16, a *attached) {
+	a.want = 0
+	cur := a.cur
+	s.setCur(ctx, a, nil)
+	if cur != nil && cur.perMiner {
+		s.retire(ctx, cur) // its verdicts still count in the statistics
+	}
+	for _, l := range s.mainLinks() {
+		if _, ok := l.members[sid]; !ok {
+			continue
+		}
+		delete(l.members, sid)
+		if l.proto == protoAgent {
+			s.unregister(ctx, l, sid)
+		}
+	}
+}
+
+func (s *Slot) unregister(ctx actor.Context, l *link, sid uint16) {
+	l.out = codec.AppendUnregisterWorker(l.out, sid)
+	s.armFlush(ctx, l)
+}
+
+func (s *Slot) mainLinks() []*link {
+	if s.link == nil {
+		return s.retired
+	}
+	return append([]*link{s.link}, s.retired...)
+}
+
+// refuseMiner gives a miner back to the coordinator while the slot stays
+// up: its own link failed or the pool cannot serve it.
+func (s *Slot) refuseMiner(ctx actor.Context, sid uint16, a *attached, reason string) {
+	delete(s.attached, sid)
+	s.leave(ctx, sid, a)
+	s.warnLimited("miner-refused", logrus.Fields{"worker": a.worker, "sid": sid}, "miner cannot be served on this pool link: "+reason)
+	ctx.Send(s.env.Coordinator, &wire.AttachRefused{Slot: s.env.Slot, SessionID: sid, KeepSlot: true, Reason: reason})
+}
+
+// eachUser calls f for every miner whose current link is l.
+func (s *Slot) eachUser(l *link, f func(*attached)) {
+	if l.users == 0 {
+		return
+	}
+	if l.perMiner {
+		if a := s.attached[l.sid]; a != nil && a.cur == l {
+			f(a)
+		}
+		return
+	}
+	for _, a := range s.attached {
+		if a.cur == l {
+			f(a)
+		}
 	}
 }
 
 // ---- jobs and difficulty ----
 
-func (s *Slot) onJob(ctx actor.Context, n *codec.Notify, at time.Time) {
+func (s *Slot) onJob(ctx actor.Context, l *link, n *codec.Notify, at time.Time) {
+	var j *msg.Job
+	if l.proto == protoAgent {
+		if j = s.agentJob(l, n, at); j == nil {
+			return
+		}
+	} else {
+		if l.broken {
+			return
+		}
+		j = s.stratumJob(l, n, at)
+	}
+	l.latest, l.latestDif = j, l.diff
+	if l.perMiner {
+		s.eachUser(l, func(a *attached) { ctx.Send(a.pid, &msg.JobNotified{Job: j}) })
+		return
+	}
+	s.env.Chain.OnJob(&msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
+	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, &msg.JobNotified{Job: j}) })
+	// The coordinator keeps the newest job as the template for placeholder work.
+	ctx.Send(s.env.Coordinator, &msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
+}
+
+func (s *Slot) agentJob(l *link, n *codec.Notify, at time.Time) *msg.Job {
 	short, ok := codec.ParseJobID([]byte(n.JobID))
 	if !ok {
 		s.log().WithField("job", n.JobID).Warn("pool job id is not a decimal 0..255; the binary submit cannot carry it; job ignored")
-		return
+		return nil
 	}
-	gen := s.link.gen
+	gen := l.gen
 	id := strconv.FormatUint(gen, 16) + "." + n.JobID
-	line := n.AppendLine(make([]byte, 0, len(n.Coinb1)+len(n.Coinb2)+80*len(n.Branches)+200), s.link.hs.EN1, n.Clean)
+	line := n.AppendLine(make([]byte, 0, len(n.Coinb1)+len(n.Coinb2)+80*len(n.Branches)+200), l.hs.EN1, n.Clean)
 	j := &msg.Job{
-		ID: id, PoolID: n.JobID, ShortID: short, Gen: gen, Notify: n, UpstreamEN1: s.link.hs.EN1,
+		ID: id, PoolID: n.JobID, ShortID: short, Gen: gen, Notify: n, UpstreamEN1: l.hs.EN1,
 		NTime: n.NTimeValue(), Version: n.VersionValue(), Received: at, Clean: n.Clean,
 	}
 	// The miner-facing id replaces the pool's so that a share can never be
 	// matched to a same-numbered job of another link.
 	mn := *n
 	mn.JobID = id
-	j.Line = mn.AppendLine(line[:0], s.link.hs.EN1, n.Clean)
+	j.Line = mn.AppendLine(line[:0], l.hs.EN1, n.Clean)
 	if n.Clean {
 		j.CleanLine = j.Line
 	} else {
-		j.CleanLine = mn.AppendLine(nil, s.link.hs.EN1, true)
+		j.CleanLine = mn.AppendLine(nil, l.hs.EN1, true)
 	}
-	if hj, err := codec.NewHashJob(n, s.link.hs.EN1); err == nil {
+	if hj, err := codec.NewHashJob(n, l.hs.EN1); err == nil {
 		j.Hash = hj
 	}
-	s.env.Chain.OnJob(&msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
-	s.jobs[short] = j
-	s.latest = j
-	for _, a := range s.attached {
-		ctx.Send(a.pid, &msg.JobNotified{Job: j})
-	}
-	// The coordinator keeps the newest job as the template for placeholder work.
-	ctx.Send(s.env.Coordinator, &msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
+	return j
 }
 
-func (s *Slot) onSetDiff(ctx actor.Context, m *poolSetDiff) {
+// stratumJob builds the miner-facing job of a stratum link: coinb1 gets the
+// link's extranonce suffix, the id becomes "<gen>.<pool id>", and a local
+// short id indexes the link's ring so a share finds the pool's job id and
+// the extranonce layout it was built with.
+func (s *Slot) stratumJob(l *link, n *codec.Notify, at time.Time) *msg.Job {
+	m := l.emap
+	short := l.nextShort
+	l.nextShort++
+	id := strconv.FormatUint(l.gen, 16) + "." + n.JobID
+	j := &msg.Job{
+		ID: id, PoolID: n.JobID, ShortID: short, Gen: l.gen, Notify: n, UpstreamEN1: m.suffix,
+		NTime: n.NTimeValue(), Version: n.VersionValue(), Received: at, Clean: n.Clean,
+	}
+	mn := *n
+	mn.JobID = id
+	j.Line = mn.AppendLine(make([]byte, 0, len(n.Coinb1)+len(m.suffix)+len(n.Coinb2)+80*len(n.Branches)+200), m.suffix, n.Clean)
+	if n.Clean {
+		j.CleanLine = j.Line
+	} else if !l.perMiner {
+		j.CleanLine = mn.AppendLine(nil, m.suffix, true)
+	} // per-miner jobs: built only for the one that welcomes a miner (withCleanLine)
+	if !m.noHash && (!l.perMiner || s.env.Chain.HasSubmitHooks()) {
+		if hj, err := codec.NewHashJob(n, m.suffix); err == nil {
+			j.Hash = hj
+		}
+	}
+	l.ring[int(short)%len(l.ring)] = jobRec{job: j, poolID: jsonQuote(n.JobID), m: m}
+	return j
+}
+
+// withCleanLine returns j with CleanLine set (a copy when it was not built).
+func withCleanLine(j *msg.Job) *msg.Job {
+	if j.CleanLine != nil || j.Notify == nil {
+		return j
+	}
+	c := *j
+	mn := *j.Notify
+	mn.JobID = j.ID
+	c.CleanLine = mn.AppendLine(nil, j.UpstreamEN1, true)
+	return &c
+}
+
+func (s *Slot) onSetDiff(ctx actor.Context, l *link, m *poolSetDiff) {
 	d := &msg.DifficultySet{Difficulty: float64(uint64(1) << m.exp)}
 	for _, sid := range m.sids {
-		if a, ok := s.attached[sid]; ok {
+		if a, ok := s.attached[sid]; ok && a.cur == l {
 			ctx.Send(a.pid, d)
 		}
 	}
 }
 
+// onStratumDiff applies a pool's mining.set_difficulty: on a plain Stratum
+// link it is the connection's, so every miner of the link gets it, before
+// the next job as the pool meant it.
+func (s *Slot) onStratumDiff(ctx actor.Context, l *link, d float64) {
+	if d == l.diff {
+		return
+	}
+	l.diff = d
+	m := &msg.DifficultySet{Difficulty: d}
+	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, m) })
+}
+
+func (s *Slot) onMask(ctx actor.Context, l *link, mask uint32) {
+	if mask == l.mask {
+		return
+	}
+	l.mask = mask
+	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, &msg.VersionMaskSet{Mask: mask}) })
+}
+
+// onExtranonce applies a pool's mining.set_extranonce: later jobs use the
+// new extranonce1. An extranonce2 too small for the link's layout needs a
+// new connection (aggregated links then fail over if the pool keeps it
+// small); per-miner links in the direct layout reconnect too, because the
+// miner's own extranonce would change.
+func (s *Slot) onExtranonce(ctx actor.Context, l *link, en1 string, size int) {
+	l.shs.EN1, l.shs.EN2Size = en1, size
+	switch {
+	case l.perMiner:
+		if l.emap.withSID && size >= sharedEN2 {
+			l.emap = sharedMap(en1, size)
+			return
+		}
+		l.broken = true
+		s.reconnect(ctx, l, "the pool changed the extranonce of a per-miner link")
+	case l.proto == protoPerMiner:
+		l.emap = controlMap(en1, size)
+	default:
+		if m := sharedMap(en1, size); m != nil {
+			l.emap = m
+			return
+		}
+		l.broken = true
+		s.log().WithFields(logrus.Fields{"pool": l.name, "en2_size": size}).Warn("pool set an extranonce2 smaller than 8 bytes; reconnecting the link")
+		s.reconnect(ctx, l, fmt.Sprintf("the pool set extranonce2 size %d", size))
+	}
+}
+
 // ---- shares ----
 
+// serves reports whether link l may carry shares of miner sid.
+func (s *Slot) serves(l *link, sid uint16) bool {
+	if l.perMiner {
+		return l.sid == sid
+	}
+	_, ok := l.members[sid]
+	return ok
+}
+
 func (s *Slot) submit(ctx actor.Context, m *wire.Submit) {
-	a, ok := s.attached[m.Share.SessionID]
-	if !s.ready || m.Gen != s.link.gen || !ok || !a.registered {
+	sid := m.Share.SessionID
+	l := s.links[m.Gen]
+	if l == nil || s.attached[sid] == nil || !s.serves(l, sid) {
 		// Never write a share the pool would drop without a verdict: that would
 		// shift every later SUBMIT_RESPONSE onto the wrong miner (§10.3).
 		s.answer(ctx, pending{miner: m.Miner, reqID: m.ReqID, st: m.Stats}, codec.StatusJobNotFoundOrStale, "job belongs to a pool link that is gone", true)
 		return
 	}
+	if l.proto == protoAgent {
+		s.agentSubmit(ctx, l, m)
+		return
+	}
+	s.stratumSubmit(ctx, l, m)
+}
+
+func (s *Slot) agentSubmit(ctx actor.Context, l *link, m *wire.Submit) {
 	sh := codec.Share{
 		JobID: m.Share.ShortJobID, SessionID: m.Share.SessionID, ExtraNonce2: m.Share.ExtraNonce2,
 		Nonce: m.Share.Nonce, NTime: m.Share.NTime, VersionBits: m.Share.VersionBits,
 		HasTime: m.Share.NTime != m.Share.JobNTime, HasVersion: m.Share.HasVersion,
 	}
-	s.out = codec.AppendSubmitShare(s.out, &sh)
+	l.out = codec.AppendSubmitShare(l.out, &sh)
 	s.env.Stats.SharesSent.Add(1)
 	p := pending{miner: m.Miner, reqID: m.ReqID, diff: m.Diff, st: m.Stats}
-	if s.link.hs.Subres {
-		s.verdicts[s.index] = p
-		s.index++
+	if l.hs.Subres {
+		l.verdicts[l.index] = p
+		l.index++
 	} else {
-		s.answers = append(s.answers, p)
+		l.answers = append(l.answers, p)
 	}
-	s.armFlush(ctx)
+	s.armFlush(ctx, l)
 }
 
-func (s *Slot) armFlush(ctx actor.Context) {
+func (s *Slot) stratumSubmit(ctx actor.Context, l *link, m *wire.Submit) {
+	p := pending{miner: m.Miner, reqID: m.ReqID, diff: m.Diff, st: m.Stats}
+	rec := &l.ring[int(m.Share.ShortJobID)%len(l.ring)]
+	if rec.job == nil || rec.job.ShortID != m.Share.ShortJobID {
+		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, "job no longer known to the pool link", true)
+		return
+	}
+	if l.broken {
+		// The pool's new extranonce2 size no longer fits this job's layout.
+		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, "the pool changed the extranonce; job is stale", true)
+		return
+	}
+	l.nextReq++
+	sh := &m.Share
+	l.out = appendStratumSubmit(l.out, l.nextReq, []byte(l.shs.User), rec, sh.SessionID, sh.ExtraNonce2, sh.NTime, sh.Nonce, sh.VersionBits, sh.HasVersion)
+	l.reqs[l.nextReq] = p
+	s.env.Stats.SharesSent.Add(1)
+	if l.perMiner {
+		s.flush(ctx, l) // one miner's shares are rare: no window
+		return
+	}
+	s.armFlush(ctx, l)
+}
+
+func (s *Slot) armFlush(ctx actor.Context, l *link) {
 	if s.env.FlushInterval <= 0 {
-		s.flush(ctx)
+		s.flush(ctx, l)
 		return
 	}
-	if s.flushArmed {
+	if l.flushArmed {
 		return
 	}
-	s.flushArmed = true
-	root, self := s.env.Root, s.self
-	time.AfterFunc(s.env.FlushInterval, func() { root.Send(self, &flushNow{}) })
+	l.flushArmed = true
+	root, self, gen := s.env.Root, s.self, l.gen
+	time.AfterFunc(s.env.FlushInterval, func() { root.Send(self, &flushNow{gen: gen}) })
 }
 
-func (s *Slot) flush(ctx actor.Context) {
-	if s.link == nil || len(s.out) == 0 {
+func (s *Slot) flush(ctx actor.Context, l *link) {
+	if len(l.out) == 0 {
 		return
 	}
-	next, ok := s.link.tryWrite(s.out)
+	if l.proto != protoAgent {
+		l.lazyWrite(l.out)
+		l.out = l.out[:0]
+		return
+	}
+	next, ok := l.tryWrite(l.out)
 	if !ok {
 		// The writer is still busy (slow uplink): keep coalescing.
-		s.armFlush(ctx)
+		s.armFlush(ctx, l)
 		return
 	}
-	s.out = next
-	for _, p := range s.answers {
+	l.out = next
+	for _, p := range l.answers {
 		s.answer(ctx, p, codec.StatusAccept, "", false)
 	}
-	s.answers = s.answers[:0]
+	l.answers = l.answers[:0]
 }
 
-func (s *Slot) onVerdict(ctx actor.Context, m *poolVerdict) {
-	p, ok := s.verdicts[m.index]
+func (s *Slot) onVerdict(ctx actor.Context, l *link, m *poolVerdict) {
+	p, ok := l.verdicts[m.index]
 	if !ok {
 		s.log().WithField("index", m.index).Debug("verdict for an unknown submit index; ignored")
 		return
 	}
-	delete(s.verdicts, m.index)
+	delete(l.verdicts, m.index)
 	s.answer(ctx, p, m.status, "", false)
+	if l.retiring {
+		s.checkRetire(ctx, l, false)
+	}
+}
+
+func (s *Slot) onStratumReply(ctx actor.Context, l *link, m *stratumReply) {
+	p, ok := l.reqs[m.id]
+	if !ok {
+		return // not a submit of ours
+	}
+	delete(l.reqs, m.id)
+	s.answer(ctx, p, m.status, m.text, false)
+	if l.retiring {
+		s.checkRetire(ctx, l, false)
+	}
 }
 
 func (s *Slot) answer(ctx actor.Context, p pending, status codec.Status, text string, local bool) {

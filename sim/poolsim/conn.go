@@ -29,6 +29,13 @@ type conn struct {
 	since  time.Time
 	done   chan struct{} // closed once the connection is gone from the pool
 
+	// set by SetExtranonce (guarded by Pool.mu): jobs published before seq
+	// en1From keep the previous extranonce1; en2Size 0 means Config.EN2Size.
+	prevEN1  uint32
+	prevEN1b [4]byte
+	en1From  uint64
+	en2Size  int
+
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 
@@ -462,7 +469,7 @@ func (p *Pool) subscribeLocked(c *conn, req *codec.Request) {
 		}
 		p.eventLocked(c.id, "subscribe", kind+" "+strconv.Quote(ua))
 	}
-	c.replyLine(codec.AppendSubscribeResult(nil, req.ID, c.en1Hex, p.cfg.EN2Size))
+	c.replyLine(codec.AppendSubscribeResult(nil, req.ID, c.en1Hex, c.en2SizeLocked()))
 }
 
 func (p *Pool) configureLocked(c *conn, req *codec.Request) {

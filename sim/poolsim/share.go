@@ -286,7 +286,8 @@ func (p *Pool) precheckLocked(c *conn, w *worker, j *job, en2 uint64, ntime, non
 	if uint64(ntime) > uint64(j.ntime)+MaxNTimeAhead {
 		return rejected(codec.StatusTimeTooNew)
 	}
-	key := dupKey{en1: c.en1, en2: en2, nonce: nonce, ntime: ntime, bits: vbits}
+	en1, _ := c.en1For(j)
+	key := dupKey{en1: en1, en2: en2, nonce: nonce, ntime: ntime, bits: vbits}
 	if _, dup := j.dups[key]; dup {
 		return rejected(codec.StatusDuplicateShare)
 	}
@@ -306,8 +307,9 @@ func (p *Pool) judgeLocked(c *conn, chk *shareCheck, en2 []byte) codec.Status {
 		return codec.StatusAccept
 	}
 	tgt := *chk.tgt // the step may be pruned while unlocked
+	_, en1b := c.en1For(chk.job)
 	p.mu.Unlock()
-	h := chk.job.hash.Hash(c.en1b[:], en2, chk.version, chk.ntime, chk.nonce)
+	h := chk.job.hash.Hash(en1b[:], en2, chk.version, chk.ntime, chk.nonce)
 	p.mu.Lock()
 	switch {
 	case chk.job.netTgt.Met(h):
@@ -483,7 +485,10 @@ func beUint(b []byte) uint64 {
 
 // plainSubmit validates a JSON mining.submit and answers it.
 func (p *Pool) plainSubmit(c *conn, req *codec.Request) {
-	sub, perr := codec.ParseSubmit(req, p.cfg.EN2Size)
+	p.mu.Lock()
+	en2Size := c.en2SizeLocked()
+	p.mu.Unlock()
+	sub, perr := codec.ParseSubmit(req, en2Size)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	defer p.signalLocked()
@@ -522,7 +527,7 @@ func (p *Pool) plainSubmit(c *conn, req *codec.Request) {
 		refuse(codec.StatusIllegalParams, "extranonce2 is not hex")
 		return
 	}
-	en2b := en2[:p.cfg.EN2Size]
+	en2b := en2[:en2Size]
 	chk := p.precheckLocked(c, w, p.jobByIDLocked(sub.JobID), beUint(en2b), sub.NTime, sub.Nonce, sub.VersionBits, sub.HasVersion, c.verMask)
 	status := p.judgeLocked(c, &chk, en2b)
 	p.recordLocked(c, w, &chk, status)

@@ -1,0 +1,72 @@
+package upstream
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/btcagent/btcagent/codec"
+)
+
+// readLoop turns an agent link's frames and lines into actor messages.
+func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *actor.PID) {
+	// Keep the handshake reader: it may already hold bytes that followed the first job.
+	r := l.reader
+	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
+	st := s.env.Stats
+	var rq codec.Request
+	for {
+		c, err := r.Next()
+		if err != nil {
+			if werr := l.wErr.Load(); werr != nil {
+				err = *werr
+			}
+			root.Send(self, &linkDown{gen: gen, err: err})
+			return
+		}
+		if c.IsFrame {
+			st.BytesDown.Add(int64(c.Frame.Len()))
+			switch c.Frame.Cmd {
+			case codec.CmdMiningSetDiff:
+				d, err := codec.DecodeSetDiff(c.Frame)
+				if err != nil {
+					s.log().WithError(err).Warn("bad SET_DIFF frame from pool; ignored")
+					continue
+				}
+				ids := make([]uint16, d.Count)
+				for i := range ids {
+					ids[i] = d.ID(i)
+				}
+				root.Send(self, &poolSetDiff{gen: gen, exp: d.Exp, sids: ids})
+			case codec.CmdSubmitResponse:
+				idx, status, err := codec.DecodeSubmitResponse(c.Frame)
+				if err != nil {
+					s.log().WithError(err).Warn("bad SUBMIT_RESPONSE frame from pool; ignored")
+					continue
+				}
+				root.Send(self, &poolVerdict{gen: gen, index: idx, status: status})
+			}
+			continue
+		}
+		st.BytesDown.Add(int64(len(c.Line) + 1))
+		if err := codec.ScanRequest(c.Line, &rq); err != nil {
+			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
+			continue
+		}
+		switch string(rq.Method) {
+		case codec.MethodNotify:
+			n, err := codec.ParseNotify(&rq)
+			if err != nil {
+				s.log().WithError(err).Warn("bad job from pool; ignored")
+				continue
+			}
+			root.Send(self, &poolJob{gen: gen, n: n, at: time.Now()})
+		case codec.MethodSetVersionMask:
+			if v, ok := codec.ParseHex32(rq.Param(0).Str); ok {
+				root.Send(self, &poolMask{gen: gen, mask: v})
+			}
+		}
+		// Later JSON set_difficulty lines are the agent connection's own
+		// vardiff, which never sees shares; both reference agents ignore
+		// them (§6.3) and so do we.
+	}
+}

@@ -7,6 +7,7 @@ package coordinator
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -84,17 +85,21 @@ type slotRec struct {
 	err    string    // why it was last lost
 }
 
+// addrRE matches socket addresses, which differ between otherwise identical errors.
+var addrRE = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`)
+
 // Coordinator is the actor.
 type Coordinator struct {
-	env      *Env
-	slots    []*slotRec
-	routes   map[string][]*slotRec
-	miners   map[uint16]*minerRec
-	lastJob  *msg.Job
-	fakeSeq  uint32
-	stopT    []*time.Ticker
-	done     chan struct{}
-	lastFake time.Time
+	lostLogged map[string]time.Time // pool|reason -> last warn line
+	env        *Env
+	slots      []*slotRec
+	routes     map[string][]*slotRec
+	miners     map[uint16]*minerRec
+	lastJob    *msg.Job
+	fakeSeq    uint32
+	stopT      []*time.Ticker
+	done       chan struct{}
+	lastFake   time.Time
 }
 
 // New returns the coordinator's producer.
@@ -328,7 +333,19 @@ func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
 	if moved > 0 {
 		c.env.Stats.Failovers.Add(1)
 	}
-	c.log().WithFields(logrus.Fields{"slot": m.Slot, "pool": m.Pool, "moved": moved, "without_work": parked, "policy": c.env.Policy}).Warn("pool link lost: " + m.Reason)
+	entry := c.log().WithFields(logrus.Fields{"slot": m.Slot, "pool": m.Pool, "moved": moved, "without_work": parked, "policy": c.env.Policy})
+	// A pool that keeps dropping links must not flood the log: the same pool
+	// and reason are logged at warn once a minute per link, repeats at debug.
+	key := strconv.Itoa(m.Slot) + "|" + m.Pool + "|" + addrRE.ReplaceAllString(m.Reason, "<addr>")
+	if last, ok := c.lostLogged[key]; ok && time.Since(last) < time.Minute {
+		entry.Debug("pool link lost again: " + m.Reason)
+		return
+	}
+	if c.lostLogged == nil {
+		c.lostLogged = map[string]time.Time{}
+	}
+	c.lostLogged[key] = time.Now()
+	entry.Warn("pool link lost: " + m.Reason)
 }
 
 // refused handles a slot that lost its link between our choice and the Attach.

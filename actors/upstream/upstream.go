@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -96,20 +97,22 @@ type pending struct {
 
 // Slot is the actor.
 type Slot struct {
-	env      *Env
-	self     *actor.PID
-	ctx      context.Context
-	stop     context.CancelFunc
-	link     *link            // the main link; the slot is ready while it is set
-	links    map[uint64]*link // every open link by generation: main, retiring, per-miner
-	retired  []*link          // main links being retired
-	ready    bool
-	dialing  bool
-	attempt  int
-	poolIdx  int
-	lastErr  string
-	attached map[uint16]*attached
-	since    time.Time
+	env        *Env
+	self       *actor.PID
+	ctx        context.Context
+	stop       context.CancelFunc
+	link       *link            // the main link; the slot is ready while it is set
+	links      map[uint64]*link // every open link by generation: main, retiring, per-miner
+	retired    []*link          // main links being retired
+	ready      bool
+	dialing    bool
+	attempt    int
+	poolIdx    int
+	lastErr    string
+	lastErrKey string // lastErr without socket addresses, for log de-duplication
+	upAttempt  int    // the failover attempt count when the current link came up
+	attached   map[uint16]*attached
+	since      time.Time
 
 	switching     bool // a failback or reconnect dial is in flight
 	wantReconnect bool // the pool asked for a reconnect during that dial
@@ -407,13 +410,19 @@ func (s *Slot) scheduleRedial() {
 	time.AfterFunc(d, func() { root.Send(self, &redial{}) })
 }
 
+// addrRE matches socket addresses in error texts: the local port changes on
+// every attempt, which must not make the same failure look new.
+var addrRE = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`)
+
 func (s *Slot) onFailed(ctx actor.Context, m *linkFailed) {
 	s.dialing = false
 	reason := m.err.Error()
-	if reason != s.lastErr || s.attempt%20 == 0 {
+	// One line per distinct failure, and a reminder every 20 attempts.
+	key := addrRE.ReplaceAllString(reason, "<addr>")
+	if key != s.lastErrKey || s.attempt%20 == 0 {
 		s.log().WithField("attempt", s.attempt+1).Warn("pool link failed: " + reason)
 	}
-	s.lastErr = reason
+	s.lastErr, s.lastErrKey = reason, key
 	s.attempt++
 	s.poolIdx = m.pool + 1
 	s.env.Stats.Reconnects.Add(1)
@@ -505,7 +514,10 @@ func (s *Slot) onUp(ctx actor.Context, l *link, pool int) {
 		return
 	}
 	s.install(ctx, l, pool)
-	s.attempt, s.lastErr = 0, ""
+	// Remember how far the failover had gone: a link that dies before it
+	// proves stable counts as one more failed attempt (see lost).
+	s.upAttempt = s.attempt
+	s.attempt, s.lastErr, s.lastErrKey = 0, "", ""
 	if pool > 0 {
 		s.env.Stats.Failovers.Add(1)
 	}
@@ -593,8 +605,23 @@ func (s *Slot) lost(ctx actor.Context, reason string) {
 	s.dialQ = nil
 	ctx.Send(s.env.Coordinator, &msg.UpstreamLost{Slot: s.env.Slot, Gen: gen, Pool: name, Reason: reason, Miners: sids})
 	s.env.Stats.Reconnects.Add(1)
-	s.attempt = 1
+	if time.Since(s.since) < s.stableAfter() {
+		// A pool that accepts the login and then drops the link (after the
+		// first job, say) is a failing pool, not a working one: keep the
+		// backoff growing and move on along the list instead of redialling
+		// it every few milliseconds.
+		s.attempt = s.upAttempt + 1
+		s.poolIdx = l.poolIdx + 1
+	} else {
+		s.attempt = 1
+	}
 	s.scheduleRedial()
+}
+
+// stableAfter is how long a link must stay up before its loss counts as a
+// hiccup of a working pool rather than one more failure of a bad one.
+func (s *Slot) stableAfter() time.Duration {
+	return max(10*s.env.ReconnectMin, 5*time.Second)
 }
 
 // drop closes a link and forgets it.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -395,15 +394,10 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// knownUpstreamBug reports a failure caused by a bug in actors/upstream,
-// which this suite may not change (see "Known upstream issues" in
-// docs/RELIABILITY.md). With BTCAGENT_STRICT=1 it fails the test; otherwise
-// it is logged so that the suite stays green until the fix lands.
+// knownUpstreamBug reports a regression of a pool-link bug this suite found
+// and that was fixed in actors/upstream (see docs/RELIABILITY.md).
 func knownUpstreamBug(t testing.TB, id, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("BTCAGENT_STRICT") != "" {
-		t.Errorf("upstream bug "+id+": "+format, args...)
-		return
-	}
-	t.Logf("KNOWN UPSTREAM BUG "+id+" (BTCAGENT_STRICT=1 fails on it): "+format, args...)
+	// U1 and U2 were fixed in actors/upstream; a regression fails the suite.
+	t.Errorf("upstream bug "+id+": "+format, args...)
 }

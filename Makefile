@@ -38,7 +38,7 @@ microbench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./codec ./actors/... ./plugins/...
 
 bench: build
-	$(BIN)/agentbench -miners $${MINERS:-10000} -window $${WINDOW:-120s} -out docs/bench-results.json -md docs/BENCHMARKS.md
+	$(BIN)/agentbench -bin $(BIN) -miners $${MINERS:-1000,10000} -window $${WINDOW:-120s} -runs $${RUNS:-1} -out docs/bench-results.json -md docs/BENCHMARKS.md
 
 demo:
 	$(GO) run ./cmd/btcagent demo

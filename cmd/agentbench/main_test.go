@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseSizes(t *testing.T) {
+	got, err := parseSizes("1000, 10_000,19000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1000, 10000, 19000}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "0", "-5", "1000,,2000", "ten"} {
+		if _, err := parseSizes(bad); err == nil {
+			t.Errorf("parseSizes(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	got := commandLine([]string{"bin/agentbench", "-miners", "1000", "-agent-env", "GOGC=50 x"})
+	if want := `bin/agentbench -miners 1000 -agent-env 'GOGC=50 x'`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if got := commandLine([]string{"/tmp/go-build123/b001/exe/agentbench", "-window", "30s"}); got != "go run ./cmd/agentbench -window 30s" {
+		t.Fatalf("go run form: %s", got)
+	}
+}
+
+// TestFlagErrors checks that bad flags stop the tool before it builds or
+// starts anything.
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-miners", "abc"},
+		{"-runs", "0"},
+		{"-window", "10ms"},
+		{"-flush", "soon"},
+		{"-agent-env", "NOEQUALS"},
+		{"-soak", "1m", "-reconnect-percent", "150"},
+		{"extra"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"agentbench"}, args...), &out, &errOut)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errOut.String())
+		}
+		if strings.Contains(errOut.String(), "building") {
+			t.Errorf("%v: started building", args)
+		}
+	}
+}

@@ -360,8 +360,12 @@ func (s *scanner) number() (Value, error) {
 		}
 		return n
 	}
+	intStart := s.i
 	if digits() == 0 {
 		return Value{}, s.err("bad number")
+	}
+	if s.b[intStart] == '0' && s.i-intStart > 1 {
+		return Value{}, s.err("leading zero in number")
 	}
 	if s.peek() == '.' {
 		s.i++

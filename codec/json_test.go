@@ -37,7 +37,7 @@ func TestScanRequestRejectsMalformed(t *testing.T) {
 	bad := []string{
 		``, `   `, `[1,2]`, `"str"`, `{`, `{"id":1`, `{"id":1,}`, `{"id":01x}`, `{"id":1}{"id":2}`,
 		`{"method":5}`, `{"id":1,"params":[1,2}`, `{"a":"\x"}`, "{\"a\":\"\x01\"}", `{"id":tru}`,
-		`GET / HTTP/1.1`, "\x16\x03\x01\x02\x00", `{"id":1,"params":[` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `]}`,
+		`GET / HTTP/1.1`, "\x16\x03\x01\x02\x00", `{"":00}`, `{"id":-01}`, `{"id":1,"params":[` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `]}`,
 	}
 	for _, b := range bad {
 		var r Request

@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -98,7 +97,7 @@ func TestSubmitResponseRelaysPoolVerdicts(t *testing.T) {
 func TestRefusesPoolWithWrongExtranonce2Size(t *testing.T) {
 	pool := testenv.Pool(t, poolsim.Config{EN2Size: 4})
 	cfg := testenv.Config(t, "farm", pool.Addr())
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	log := logrus.New()
 	log.SetOutput(&buf)
 	log.SetLevel(logrus.WarnLevel)
@@ -147,23 +146,6 @@ func (h *matchHook) Fire(e *logrus.Entry) error {
 		}
 	}
 	return nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var _ = json.Valid

@@ -159,6 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// Builds made with -buildvcs=false (a common GOFLAGS setting) carry
 		// no revision; the checkout they were built from is the next best.
 		agentInfo.Revision = headRevision(ctx)
+		agentInfo.Checkout = agentInfo.Revision != ""
 	}
 	if agentInfo.GoVersion != "" {
 		machine.GoVersion = agentInfo.GoVersion

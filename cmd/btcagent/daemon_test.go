@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,23 +22,6 @@ import (
 	"github.com/btcagent/btcagent/sim/poolsim"
 	"github.com/sirupsen/logrus"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -78,7 +60,7 @@ type node struct {
 	agent  *agent.Agent
 	daemon *daemon
 	log    *logrus.Logger
-	logBuf *syncBuffer
+	logBuf *testenv.SyncBuffer
 	pid    string
 	reload chan error
 }
@@ -89,7 +71,7 @@ func startNode(t *testing.T, path string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{cfg: cfg, logBuf: &syncBuffer{}, pid: filepath.Join(t.TempDir(), "btcagent.pid"), reload: make(chan error, 4)}
+	n := &node{cfg: cfg, logBuf: &testenv.SyncBuffer{}, pid: filepath.Join(t.TempDir(), "btcagent.pid"), reload: make(chan error, 4)}
 	n.log = logrus.New()
 	n.log.SetOutput(n.logBuf)
 	n.log.SetLevel(logrus.InfoLevel)

@@ -1,11 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +24,7 @@ type farm struct {
 	srv    *Server
 	base   string
 	token  string
-	logBuf *syncBuffer
+	logBuf *testenv.SyncBuffer
 }
 
 const (
@@ -36,26 +34,9 @@ const (
 	poolUser      = "farm"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newFarm(t *testing.T, token string) *farm {
 	t.Helper()
-	f := &farm{token: token, logBuf: &syncBuffer{}}
+	f := &farm{token: token, logBuf: &testenv.SyncBuffer{}}
 	f.pool = testenv.Pool(t, poolsim.Config{})
 	cfg := testenv.Config(t, poolUser, f.pool.Addr())
 	cfg.Listen[0].Name = "main"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // Machine describes where a result was measured; numbers from different
@@ -84,19 +85,25 @@ func CPUModel(cpuinfo []byte) string {
 // BinaryInfo describes a Go binary: its toolchain and VCS revision, so a
 // result says which build of the agent was measured.
 type BinaryInfo struct {
-	GoVersion string `json:"go_version,omitempty"`
-	Revision  string `json:"revision,omitempty"`
-	Modified  bool   `json:"modified,omitempty"` // built from a dirty tree
+	GoVersion string    `json:"go_version,omitempty"`
+	Revision  string    `json:"revision,omitempty"`
+	Modified  bool      `json:"modified,omitempty"` // built from a dirty tree
+	Checkout  bool      `json:"checkout,omitempty"` // Revision is the checkout's HEAD when the benchmark ran, not stamped in the binary
+	Built     time.Time `json:"built,omitzero"`     // the binary's modification time
 }
 
 // ReadBinaryInfo reads the build info embedded in a Go binary; a non-Go
 // binary yields the zero value.
 func ReadBinaryInfo(path string) BinaryInfo {
+	var info BinaryInfo
+	if st, err := os.Stat(path); err == nil {
+		info.Built = st.ModTime().UTC().Truncate(time.Second)
+	}
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
-		return BinaryInfo{}
+		return info
 	}
-	info := BinaryInfo{GoVersion: bi.GoVersion}
+	info.GoVersion = bi.GoVersion
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":

@@ -158,7 +158,7 @@ func RenderMarkdown(db DB) string {
 		// One line per invocation: a multi-size run wrote several rows.
 		for i := 0; i < len(entries); {
 			j := i + 1
-			for j < len(entries) && entries[j].Command == entries[i].Command && entries[j].Agent == entries[i].Agent {
+			for j < len(entries) && entries[j].Command == entries[i].Command && revision(entries[j].Agent) == revision(entries[i].Agent) {
 				j++
 			}
 			var sizes []string
@@ -197,6 +197,13 @@ func revision(a BinaryInfo) string {
 	}
 	if a.Modified {
 		rev += " (modified tree)"
+	}
+	if a.Checkout {
+		rev += " (checkout at run time"
+		if !a.Built.IsZero() {
+			rev += "; binary built " + a.Built.Format("2006-01-02 15:04 MST")
+		}
+		rev += ")"
 	}
 	return rev
 }

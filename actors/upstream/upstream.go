@@ -996,12 +996,15 @@ func (s *Slot) onJob(ctx actor.Context, l *link, n *codec.Notify, at time.Time) 
 		j = s.stratumJob(l, n, at)
 	}
 	l.latest, l.latestDif = j, l.diff
+	// One message for all miners: it is read-only, and a fresh one per miner
+	// would be 10,000 allocations per job.
+	note := &msg.JobNotified{Job: j}
 	if l.perMiner {
-		s.eachUser(l, func(a *attached) { ctx.Send(a.pid, &msg.JobNotified{Job: j}) })
+		s.eachUser(l, func(a *attached) { ctx.Send(a.pid, note) })
 		return
 	}
 	s.env.Chain.OnJob(&msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
-	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, &msg.JobNotified{Job: j}) })
+	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, note) })
 	// The coordinator keeps the newest job as the template for placeholder work.
 	ctx.Send(s.env.Coordinator, &msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
 }
@@ -1012,50 +1015,43 @@ func (s *Slot) agentJob(l *link, n *codec.Notify, at time.Time) *msg.Job {
 		s.log().WithField("job", n.JobID).Warn("pool job id is not a decimal 0..255; the binary submit cannot carry it; job ignored")
 		return nil
 	}
-	gen := l.gen
-	id := strconv.FormatUint(gen, 16) + "." + n.JobID
-	line := n.AppendLine(make([]byte, 0, len(n.Coinb1)+len(n.Coinb2)+80*len(n.Branches)+200), l.hs.EN1, n.Clean)
-	j := &msg.Job{
-		ID: id, PoolID: n.JobID, ShortID: short, Gen: gen, Notify: n, UpstreamEN1: l.hs.EN1,
-		NTime: n.NTimeValue(), Version: n.VersionValue(), Received: at, Clean: n.Clean,
-	}
-	// The miner-facing id replaces the pool's so that a share can never be
-	// matched to a same-numbered job of another link.
-	mn := *n
-	mn.JobID = id
-	j.Line = mn.AppendLine(line[:0], l.hs.EN1, n.Clean)
-	if n.Clean {
-		j.CleanLine = j.Line
-	} else {
-		j.CleanLine = mn.AppendLine(nil, l.hs.EN1, true)
-	}
+	j := minerJob(l.gen, short, n, at, l.hs.EN1, true)
 	if hj, err := codec.NewHashJob(n, l.hs.EN1); err == nil {
 		j.Hash = hj
 	}
 	return j
 }
 
-// stratumJob builds the miner-facing job of a stratum link: coinb1 gets the
-// link's extranonce suffix, the id becomes "<gen>.<pool id>", and a local
-// short id indexes the link's ring so a share finds the pool's job id and
-// the extranonce layout it was built with.
-func (s *Slot) stratumJob(l *link, n *codec.Notify, at time.Time) *msg.Job {
-	m := l.emap
-	short := l.nextShort
-	l.nextShort++
-	id := strconv.FormatUint(l.gen, 16) + "." + n.JobID
+// minerJob builds the job miners get: coinb1 extended by suffix (the link's
+// extranonce part), and the pool's id replaced by "<gen hex>.<pool id>" so a
+// share can never be matched to a same-numbered job of another link.
+// withClean also builds the clean_jobs=true line for miners that join later.
+func minerJob(gen uint64, short uint8, n *codec.Notify, at time.Time, suffix string, withClean bool) *msg.Job {
+	id := strconv.FormatUint(gen, 16) + "." + n.JobID
 	j := &msg.Job{
-		ID: id, PoolID: n.JobID, ShortID: short, Gen: l.gen, Notify: n, UpstreamEN1: m.suffix,
+		ID: id, PoolID: n.JobID, ShortID: short, Gen: gen, Notify: n, UpstreamEN1: suffix,
 		NTime: n.NTimeValue(), Version: n.VersionValue(), Received: at, Clean: n.Clean,
 	}
 	mn := *n
 	mn.JobID = id
-	j.Line = mn.AppendLine(make([]byte, 0, len(n.Coinb1)+len(m.suffix)+len(n.Coinb2)+80*len(n.Branches)+200), m.suffix, n.Clean)
+	j.Line = mn.AppendLine(make([]byte, 0, len(n.Coinb1)+len(suffix)+len(n.Coinb2)+80*len(n.Branches)+200), suffix, n.Clean)
 	if n.Clean {
 		j.CleanLine = j.Line
-	} else if !l.perMiner {
-		j.CleanLine = mn.AppendLine(nil, m.suffix, true)
-	} // per-miner jobs: built only for the one that welcomes a miner (withCleanLine)
+	} else if withClean {
+		j.CleanLine = mn.AppendLine(nil, suffix, true)
+	}
+	return j
+}
+
+// stratumJob builds the miner-facing job of a stratum link and indexes it in
+// the link's ring under a local short id, so a share finds the pool's job id
+// and the extranonce layout it was built with.
+func (s *Slot) stratumJob(l *link, n *codec.Notify, at time.Time) *msg.Job {
+	m := l.emap
+	short := l.nextShort
+	l.nextShort++
+	// Per-miner links build the clean line only for the miner that joins (withCleanLine).
+	j := minerJob(l.gen, short, n, at, m.suffix, !l.perMiner)
 	if !m.noHash && (!l.perMiner || s.env.Chain.HasSubmitHooks()) {
 		if hj, err := codec.NewHashJob(n, m.suffix); err == nil {
 			j.Hash = hj

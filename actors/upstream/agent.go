@@ -15,12 +15,8 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 	st := s.env.Stats
 	var rq codec.Request
 	for {
-		c, err := r.Next()
-		if err != nil {
-			if werr := l.wErr.Load(); werr != nil {
-				err = *werr
-			}
-			root.Send(self, &linkDown{gen: gen, err: err})
+		c, ok := nextChunk(r, l, gen, root, self)
+		if !ok {
 			return
 		}
 		if c.IsFrame {
@@ -69,4 +65,19 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 		// vardiff, which never sees shares; both reference agents ignore
 		// them (§6.3) and so do we.
 	}
+}
+
+// nextChunk reads a link's next line or frame. On a read error it reports the
+// link down — with the writer's error when there is one, since a failed write
+// is what closed the socket — and returns false.
+func nextChunk(r *codec.Reader, l *link, gen uint64, root *actor.RootContext, self *actor.PID) (codec.Chunk, bool) {
+	c, err := r.Next()
+	if err != nil {
+		if werr := l.wErr.Load(); werr != nil {
+			err = *werr
+		}
+		root.Send(self, &linkDown{gen: gen, err: err})
+		return codec.Chunk{}, false
+	}
+	return c, true
 }

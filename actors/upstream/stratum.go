@@ -376,12 +376,8 @@ func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 	st := s.env.Stats
 	var rq codec.Request
 	for {
-		c, err := r.Next()
-		if err != nil {
-			if werr := l.wErr.Load(); werr != nil {
-				err = *werr
-			}
-			root.Send(self, &linkDown{gen: gen, err: err})
+		c, ok := nextChunk(r, l, gen, root, self)
+		if !ok {
 			return
 		}
 		st.BytesDown.Add(int64(len(c.Line) + 1))

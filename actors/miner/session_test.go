@@ -67,6 +67,7 @@ type harness struct {
 	authedAt int // number of submits seen when MinerAuthorized arrived (-1: never)
 	authed   bool
 	gone     chan struct{} // closed when the session actor has terminated
+	attached chan struct{} // closed once the coordinator has sent the attach and the job
 }
 
 var testJob = func() *msg.Job {
@@ -76,7 +77,7 @@ var testJob = func() *msg.Job {
 }()
 
 func newHarness(t testing.TB) *harness {
-	h := &harness{sys: actor.NewActorSystem(), conn: &fakeConn{}, authedAt: -1}
+	h := &harness{sys: actor.NewActorSystem(), conn: &fakeConn{}, authedAt: -1, attached: make(chan struct{})}
 	up := h.sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		if s, ok := ctx.Message().(*wire.Submit); ok {
 			h.mu.Lock()
@@ -94,6 +95,7 @@ func newHarness(t testing.TB) *harness {
 			ctx.Send(h.pid, &wire.Attached{Upstream: up, Gen: 1, Pool: "test"})
 			ctx.Send(h.pid, &msg.DifficultySet{Difficulty: 1024})
 			ctx.Send(h.pid, &msg.JobNotified{Job: testJob, Clean: true})
+			close(h.attached)
 		}
 	}))
 	env := &miner.Env{Listener: "t", Port: 3333, PoolUser: "farm", Coordinator: coord, Stats: stats.NewListener("t", 3333),
@@ -147,6 +149,13 @@ func TestSessionAnswersEveryRequestAndForwardsOnlyAuthorizedShares(t *testing.T)
 		`{"id":2,"method":"mining.subscribe","params":["ua"]}`,
 		`{"id":3,"method":"mining.authorize","params":["john.a1","x"]}`,
 	)
+	// The coordinator attaches asynchronously; once it has sent the attach,
+	// a ping queued after it proves the session has handled it.
+	select {
+	case <-h.attached:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the coordinator never attached the miner")
+	}
 	h.sync(t)
 	h.send(
 		`{"id":4,"method":"mining.submit","params":["john.a1","1.7","00000001","6b07071e","00000001"]}`,

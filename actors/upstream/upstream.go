@@ -417,8 +417,14 @@ var addrRE = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`
 func (s *Slot) onFailed(ctx actor.Context, m *linkFailed) {
 	s.dialing = false
 	reason := m.err.Error()
-	// One line per distinct failure, and a reminder every 20 attempts.
+	// One line per distinct failure, and a reminder every 20 attempts. A
+	// handshake failure is "the same" when pool and stage match: a refusing
+	// pool shows up as reset, EOF or broken pipe from one attempt to the next.
 	key := addrRE.ReplaceAllString(reason, "<addr>")
+	var he *HandshakeError
+	if errors.As(m.err, &he) {
+		key = he.Pool + "|" + he.Reason
+	}
 	if key != s.lastErrKey || s.attempt%20 == 0 {
 		s.log().WithField("attempt", s.attempt+1).Warn("pool link failed: " + reason)
 	}

@@ -1,13 +1,16 @@
 // Package agent wires btcagent together: the actor system on a fixed worker
-// pool, the shared miner event loop, and for each [[listen]] block a listener,
-// a coordinator and its pool link slots. It is what cmd/btcagent runs and what
+// pool, the miner event loop, and for each [[listen]] block a listener, a
+// coordinator and its pool link slots. It is what cmd/btcagent runs and what
 // end-to-end tests start in-process.
+//
+// Where each actor runs (docs/ARCHITECTURE.md): miner sessions on whichever
+// goroutine delivers to them — the event loop for their bytes, a link's
+// goroutine for jobs — with the share path never leaving the loop; the
+// coordinators and link slots on the dispatch pool.
 package agent
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -40,9 +43,6 @@ type Options struct {
 	RebalanceInterval time.Duration // route rebalancing plugins; default 1m
 	Workers           int           // dispatcher workers; default 2×GOMAXPROCS
 	MaxSessions       int           // session ids available (tests of exhaustion); default 65535
-	// PooledSessions runs miner sessions on the worker pool instead of inline
-	// on the sending goroutine (for comparison benchmarks).
-	PooledSessions bool
 }
 
 // Agent is a running btcagent.
@@ -59,7 +59,6 @@ type Agent struct {
 	limiter    *logging.RateLimited
 	mu         sync.RWMutex // guards cfg and listeners, which Reload replaces
 	listeners  []*Listener
-	minerProps func(l *Listener) *actor.Props
 	stopOnce   sync.Once
 	reloadMu   sync.Mutex    // one Reload at a time, and never during Stop
 	restarts   atomic.Uint64 // suffix for the names of restarted coordinators
@@ -74,7 +73,6 @@ type Listener struct {
 	port        *port // the socket; Reload hands it from a listener to its replacement
 	minerEnv    *miner.Env
 	miner       config.MinerOptions // the accept path's copy: Reload replaces Agent.cfg
-	props       *actor.Props
 	a           *Agent
 }
 
@@ -130,6 +128,13 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opts: opts, log: log, alloc: sessionid.New(opts.MaxSessions)}
 	a.limiter = logging.NewRateLimited(log, time.Minute)
+	// The loop's longest wait is the flush window: a sink armed from
+	// another goroutine (a late share via its slot) is noticed within it.
+	eng, err := netio.NewEngine(netio.Config{MaxWriteBuffered: cfg.Miner.WriteBufferBytes, MaxWait: max(cfg.Upstream.FlushInterval, time.Millisecond), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	a.engine = eng
 	a.pool = dispatch.New(opts.Workers, 0, 0)
 	a.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -152,14 +157,6 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 		}
 		a.listeners = append(a.listeners, l)
 	}
-	// The event loop starts last: nothing after it can fail, so a refused
-	// config never has to stop a loop that has just started.
-	eng, err := netio.NewEngine(netio.Config{MaxWriteBuffered: cfg.Miner.WriteBufferBytes, Log: log})
-	if err != nil {
-		a.Stop()
-		return nil, err
-	}
-	a.engine = eng
 	return a, nil
 }
 
@@ -167,11 +164,6 @@ func (a *Agent) props(p actor.Producer, opts ...actor.PropsOption) *actor.Props 
 	base := []actor.PropsOption{actor.WithDispatcher(a.pool), actor.WithMailbox(actor.UnboundedLockfree())}
 	return actor.PropsFromProducer(p, append(base, opts...)...)
 }
-
-// stopOnPanic is the miners' supervisor: a panic closes that miner only.
-var stopOnPanic = actor.NewOneForOneStrategy(0, time.Second, func(reason any) actor.Directive {
-	return actor.StopDirective
-})
 
 // buildChain compiles the plugins of one listener; it is separate from
 // newListener so that Reload can refuse a config before it changes anything.
@@ -201,7 +193,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 			Listener: lc.Name, UserAgent: u.UserAgent, Subres: u.SubmitResponse, FlushInterval: u.FlushInterval,
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
 			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, MaxLine: 64 * 1024,
-			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Root: a.system.Root,
+			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Root: a.system.Root, Loop: a.engine,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, PoolMask: &a.poolMask, Log: a.log,
 	}
@@ -217,22 +209,11 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 	}
 	l.Coordinator = pid
 	l.minerEnv = &miner.Env{
-		Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Coordinator: pid, Chain: chain, Stats: l.Stats,
+		Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Root: a.system.Root, Coordinator: pid, Chain: chain, Stats: l.Stats,
+		MaxLine: cfg.Miner.MaxLineBytes, RateLimit: cfg.Miner.MaxRequestsPerSec,
 		LoginTimeout: cfg.Miner.LoginTimeout, IdleTimeout: cfg.Miner.IdleTimeout,
 		Log: log, Debug: a.log.IsLevelEnabled(logrus.DebugLevel), Limiter: a.limiter,
 		PoolMask: a.poolMask.Load,
-	}
-	if a.opts.PooledSessions {
-		l.props = a.props(miner.New(l.minerEnv), actor.WithGuardian(stopOnPanic))
-	} else {
-		// Miner sessions run inline on whichever goroutine sends to them (the
-		// event loop for requests, the link's worker for jobs and verdicts):
-		// their Receive never blocks, and this saves a goroutine wake-up per
-		// message, which is most of the CPU per share.
-		l.props = actor.PropsFromProducer(miner.New(l.minerEnv),
-			actor.WithDispatcher(actor.NewSynchronizedDispatcher(64)),
-			actor.WithMailbox(actor.UnboundedLockfree()),
-			actor.WithGuardian(stopOnPanic))
 	}
 	return l, nil
 }
@@ -316,105 +297,15 @@ func (l *Listener) accept(nc net.Conn) {
 		}
 	}
 	st := &stats.Miner{SessionID: sid, Remote: remote, Connected: time.Now()}
-	pid := a.system.Root.Spawn(l.props)
-	a.system.Root.Send(l.Coordinator, &coordinator.MinerOpened{SessionID: sid, PID: pid, Stats: st})
-	h := &connHandler{root: a.system.Root, pid: pid, split: codec.Splitter{MaxLine: l.miner.MaxLineBytes}, rate: float64(l.miner.MaxRequestsPerSec), limiter: a.limiter}
-	h.tokens = 2 * h.rate
-	// The session needs its connection before the first line; the event loop
-	// only starts delivering after Add, so Start is first in the mailbox.
-	start := &miner.Start{SessionID: sid, Stats: st}
-	c, err := a.engine.AddPending(nc, h, func(c *netio.Conn) { start.Conn = c; a.system.Root.Send(pid, start) })
+	sess := miner.New(l.minerEnv, sid, st)
+	a.system.Root.Send(l.Coordinator, &coordinator.MinerOpened{SessionID: sid, Miner: sess, Stats: st})
+	c, err := a.engine.Add(nc, sess)
 	if err != nil {
 		a.log.WithError(err).Warn("cannot watch miner connection")
-		a.system.Root.Stop(pid)
+		sess.Tell(&miner.Closed{Err: err})
 		return
 	}
-	_ = c
-}
-
-// connHandler runs on the event loop: it frames lines, enforces the request
-// rate and hands complete lines to the miner's actor.
-type connHandler struct {
-	root    *actor.RootContext
-	pid     *actor.PID
-	split   codec.Splitter
-	rate    float64
-	tokens  float64
-	last    time.Time
-	dropped int
-	kicked  bool
-	started bool // a first non-blank byte arrived
-	limiter *logging.RateLimited
-}
-
-func (h *connHandler) OnData(c *netio.Conn, data []byte) {
-	if h.kicked {
-		return
-	}
-	if !h.started {
-		// A Stratum client's first byte is '{'. TLS hellos, binary probes and
-		// the like may never send a newline: hand them to the session as a
-		// line now (it logs and closes) instead of holding the connection
-		// and its session id until the login timeout.
-		rest := bytes.TrimLeft(data, " \t\r\n")
-		if len(rest) == 0 {
-			return
-		}
-		h.started = true
-		if rest[0] != '{' {
-			h.kicked = true
-			h.root.Send(h.pid, &miner.Line{B: append([]byte(nil), rest[:min(len(rest), 64)]...)})
-			return
-		}
-	}
-	err := h.split.Feed(data, func(ch codec.Chunk) error {
-		if !h.allow() {
-			return errRate
-		}
-		h.root.Send(h.pid, &miner.Line{B: append([]byte(nil), ch.Line...)})
-		return nil
-	})
-	if err == nil {
-		return
-	}
-	h.kicked = true
-	reason := err.Error()
-	switch {
-	case errors.Is(err, codec.ErrLineTooLong):
-		h.limiter.Warn("line-too-long", logrus.Fields{"remote": c.Remote().String()}, "miner sent a line over the length cap; closing")
-		_ = c.Write(codec.AppendError(nil, nil, codec.StatusIllegalParams, "request line too long"))
-	case errors.Is(err, errRate):
-		h.limiter.Warn("request-flood", logrus.Fields{"remote": c.Remote().String()}, "miner exceeded the request rate limit; closing")
-	}
-	h.root.Send(h.pid, &miner.Kick{Reason: reason})
-}
-
-var errRate = errors.New("request rate limit exceeded")
-
-// allow is a token bucket: bursts up to twice the per-second rate, then lines
-// are dropped; a miner that keeps flooding is disconnected.
-func (h *connHandler) allow() bool {
-	if h.rate <= 0 {
-		return true
-	}
-	now := time.Now()
-	if !h.last.IsZero() {
-		h.tokens += now.Sub(h.last).Seconds() * h.rate
-		if h.tokens > 2*h.rate {
-			h.tokens = 2 * h.rate
-		}
-	}
-	h.last = now
-	if h.tokens >= 1 {
-		h.tokens--
-		return true
-	}
-	h.dropped++
-	return h.dropped <= int(2*h.rate)
-}
-
-func (h *connHandler) OnClose(c *netio.Conn, err error) {
-	h.root.Send(h.pid, &miner.Closed{Err: err})
+	sess.Tell(&miner.Start{Conn: c})
 }
 
 // Stop closes the ports, tells every miner and pool link to go, and waits
@@ -437,6 +328,8 @@ func (a *Agent) Stop() {
 		if a.engine != nil {
 			a.engine.Stop()
 		}
+		a.system.Shutdown()
+		a.pool.Close()
 		a.limiter.Flush()
 	})
 }

@@ -55,12 +55,12 @@ type Env struct {
 // MinerOpened registers a new session with its coordinator (sent by the accept path).
 type MinerOpened struct {
 	SessionID uint16
-	PID       *actor.PID
+	Miner     wire.Miner
 	Stats     *stats.Miner
 }
 
 type minerRec struct {
-	pid      *actor.PID
+	miner    wire.Miner
 	st       *stats.Miner
 	info     msg.MinerInfo
 	mask     uint32
@@ -119,7 +119,7 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 	case *actor.Started:
 		c.start(ctx)
 	case *MinerOpened:
-		c.miners[m.SessionID] = &minerRec{pid: m.PID, st: m.Stats, opened: time.Now(), parkedAt: time.Now()}
+		c.miners[m.SessionID] = &minerRec{miner: m.Miner, st: m.Stats, opened: time.Now(), parkedAt: time.Now()}
 		c.env.Stats.MinersConn.Add(1)
 	case *msg.MinerAuthorized:
 		c.authorized(ctx, m)
@@ -143,7 +143,7 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 		ctx.Respond(c.snapshot())
 	case *wire.DisconnectAll:
 		for _, rec := range c.miners {
-			ctx.Send(rec.pid, &msg.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
+			rec.miner.Tell(&msg.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
 		}
 	case *actor.Stopping:
 		if c.done != nil {
@@ -259,7 +259,7 @@ func (c *Coordinator) place(ctx actor.Context, sid uint16, rec *minerRec) {
 	rec.slot = s
 	rec.parkedAt = time.Time{}
 	s.miners++
-	ctx.Send(s.pid, &wire.Attach{Miner: rec.pid, SessionID: sid, UserAgent: rec.info.UserAgent, Worker: rec.info.Worker, VersionMask: rec.mask, Stats: rec.st, ExtranonceSub: rec.xsub})
+	ctx.Send(s.pid, &wire.Attach{Miner: rec.miner, SessionID: sid, UserAgent: rec.info.UserAgent, Worker: rec.info.Worker, VersionMask: rec.mask, Stats: rec.st, ExtranonceSub: rec.xsub})
 }
 
 func (c *Coordinator) park(ctx actor.Context, rec *minerRec, reason string) {
@@ -267,9 +267,9 @@ func (c *Coordinator) park(ctx actor.Context, rec *minerRec, reason string) {
 	if rec.parkedAt.IsZero() {
 		rec.parkedAt = time.Now()
 	}
-	ctx.Send(rec.pid, &wire.Parked{Reason: reason})
+	rec.miner.Tell(&wire.Parked{Reason: reason})
 	if c.env.Policy == PolicyFake && c.lastJob != nil {
-		ctx.Send(rec.pid, &msg.JobNotified{Job: c.fakeJob(time.Now()), Clean: true})
+		rec.miner.Tell(&msg.JobNotified{Job: c.fakeJob(time.Now()), Clean: true})
 	}
 }
 
@@ -384,7 +384,7 @@ func (c *Coordinator) replace(ctx actor.Context, sid uint16, rec *minerRec, reas
 		return true
 	}
 	if c.env.Policy == PolicyDisconnect {
-		ctx.Send(rec.pid, &msg.Disconnect{Reason: reason + " (outage policy disconnect)"})
+		rec.miner.Tell(&msg.Disconnect{Reason: reason + " (outage policy disconnect)"})
 		return false
 	}
 	c.park(ctx, rec, reason)
@@ -402,7 +402,7 @@ func (c *Coordinator) onTick(ctx actor.Context, now time.Time) {
 		c.lastFake = now
 	}
 	for _, rec := range c.miners {
-		ctx.Send(rec.pid, t)
+		rec.miner.Tell(t)
 		if rec.slot != nil || rec.parkedAt.IsZero() {
 			continue
 		}
@@ -410,17 +410,17 @@ func (c *Coordinator) onTick(ctx actor.Context, now time.Time) {
 		switch c.env.Policy {
 		case PolicyWait:
 			if waited > c.env.Wait {
-				ctx.Send(rec.pid, &msg.Disconnect{Reason: "no pool link within the outage wait"})
+				rec.miner.Tell(&msg.Disconnect{Reason: "no pool link within the outage wait"})
 				rec.parkedAt = time.Time{}
 			}
 		case PolicyDisconnect:
 			if rec.authed && waited > c.env.Grace {
-				ctx.Send(rec.pid, &msg.Disconnect{Reason: "no pool link (outage policy disconnect)"})
+				rec.miner.Tell(&msg.Disconnect{Reason: "no pool link (outage policy disconnect)"})
 				rec.parkedAt = time.Time{}
 			}
 		case PolicyFake:
 			if fj != nil && rec.authed {
-				ctx.Send(rec.pid, &msg.JobNotified{Job: fj, Clean: true})
+				rec.miner.Tell(&msg.JobNotified{Job: fj, Clean: true})
 			}
 		}
 	}

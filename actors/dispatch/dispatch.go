@@ -2,7 +2,7 @@
 // actor runs on. protoactor's default dispatcher starts a goroutine for each
 // mailbox activation, so one job broadcast to 10,000 miners makes 10,000
 // goroutines; a small fixed pool halves the CPU per delivery and keeps memory
-// flat (go-design-notes.md §2.2). The price is that Receive must never block.
+// flat. The price is that Receive must never block.
 package dispatch
 
 import (
@@ -16,6 +16,8 @@ type Pool struct {
 	throughput int
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+	mu         sync.RWMutex // Close excludes Schedule, which may not send on a closed channel
+	closed     bool
 }
 
 // New starts workers goroutines (0 = GOMAXPROCS*2) with a queue of queueLen
@@ -48,7 +50,15 @@ func (p *Pool) work() {
 
 // Schedule queues a mailbox run. When the queue is full it falls back to a
 // goroutine rather than blocking the sender, which may itself be a worker.
+// After Close (an agent shutting down while a pool link still reports)
+// the work runs on its own goroutine.
 func (p *Pool) Schedule(fn func()) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		go fn()
+		return
+	}
 	select {
 	case p.ch <- fn:
 	default:
@@ -59,8 +69,13 @@ func (p *Pool) Schedule(fn func()) {
 // Throughput is the per-activation message budget.
 func (p *Pool) Throughput() int { return p.throughput }
 
-// Close stops the workers after the queued work ran. Scheduling after Close panics.
+// Close stops the workers after the queued work ran.
 func (p *Pool) Close() {
-	p.closeOnce.Do(func() { close(p.ch) })
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		close(p.ch)
+		p.mu.Unlock()
+	})
 	p.wg.Wait()
 }

@@ -1,16 +1,29 @@
 // Package miner is the Stratum V1 server side: one actor per miner
 // connection. It owns everything about its miner — subscription, worker name,
-// version mask, difficulty, recent jobs — and talks to the rest of the agent
-// only through typed messages: it asks the coordinator to place it, sends
-// shares to the upstream link that serves it, and writes what the link sends
-// (difficulty, jobs, verdicts) to its socket in the order it arrives.
+// version mask, difficulty, recent jobs, line framing and request rate — and
+// talks to the rest of the agent only through typed messages: it asks the
+// coordinator to place it, hands shares to the upstream link that serves it,
+// and writes what the link sends (difficulty, jobs, verdicts) to its socket
+// in the order it arrives.
+//
+// A session is an actor without a protoactor mailbox. Its mailbox is a lock
+// and a run flag: a message is handled on the goroutine that delivers it
+// when the session is idle (the event loop for the miner's bytes, a link's
+// goroutine for jobs and verdicts) and queued for the running goroutine
+// otherwise, so the session still handles one message at a time and never
+// shares its state. That is protoactor's synchronized dispatcher without the
+// per-actor context, queue nodes and message allocations, which at 10,000
+// miners cost 0.85 KB each and three allocations per share
+// (docs/ARCHITECTURE.md).
 package miner
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +55,10 @@ type Env struct {
 	Listener     string
 	Port         int
 	PoolUser     string
+	Root         *actor.RootContext // sends to the coordinator and link actors
 	Coordinator  *actor.PID
+	MaxLine      int // longest request line (0: codec.DefaultMaxLine)
+	RateLimit    int // requests per second per miner (0: unlimited)
 	Chain        *plugins.Chain
 	Stats        *stats.Listener
 	LoginTimeout time.Duration
@@ -67,27 +83,23 @@ type Conn interface {
 	Remote() netip.AddrPort
 }
 
-// Start is the first message a session gets: its connection and identity.
-type Start struct {
-	Conn      Conn
-	SessionID uint16
-	Stats     *stats.Miner
-}
+// Start gives a session its connection; the accept path sends it right
+// after the connection is on the event loop.
+type Start struct{ Conn Conn }
 
-// Line is one request line from the miner (copied off the event loop).
-type Line struct{ B []byte }
+// Data is a chunk of the miner's bytes that arrived while another goroutine
+// was running the session (copied off the loop's buffer).
+type Data struct{ B []byte }
 
 // Closed reports the socket is gone.
 type Closed struct{ Err error }
 
-// Ping asks a session to answer Pong once everything before it was handled (tests).
-type Ping struct{}
+// Ping asks a session to answer on Reply once everything before it was
+// handled (tests).
+type Ping struct{ Reply chan Pong }
 
 // Pong is the answer to Ping.
 type Pong struct{ Authorized, Closing bool }
-
-// Kick closes a misbehaving connection from the event loop side.
-type Kick struct{ Reason string }
 
 type jobEntry struct {
 	job        *msg.Job
@@ -99,6 +111,17 @@ type jobEntry struct {
 type Session struct {
 	env  *Env
 	conn Conn
+
+	// The mailbox: see the package comment.
+	mu      sync.Mutex
+	running bool
+	queue   []any
+
+	split   codec.Splitter
+	emit    func(codec.Chunk) error // s.line, bound once
+	started bool                    // a first non-blank byte arrived
+	rate    rateLimit
+
 	sid  uint16
 	en1  [4]byte
 	en1s string
@@ -111,8 +134,10 @@ type Session struct {
 	configured                      bool
 
 	upstream *actor.PID
+	sink     wire.Sink // the serving link's share buffer (agent links)
 	gen      uint64
 	parked   bool
+	done     bool // torn down: the coordinator has been told
 
 	diff      float64 // applies to the next job
 	jobs      [jobRing]jobEntry
@@ -132,20 +157,117 @@ type Session struct {
 var (
 	reqPool = sync.Pool{New: func() any { return new(codec.Request) }}
 	bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	hookPool = sync.Pool{New: func() any { return new(msg.ShareSubmitted) }}
 )
 
-// New returns a producer for session actors of one listener.
-func New(env *Env) actor.Producer {
-	return func() actor.Actor { return &Session{env: env} }
+// New returns a session for a new connection with session id sid. It does
+// nothing until it is delivered a Start (or its first bytes).
+func New(env *Env, sid uint16, st *stats.Miner) *Session {
+	s := &Session{env: env, sid: sid, st: st}
+	s.split.MaxLine = env.MaxLine
+	s.emit = s.line
+	s.rate.init(env.RateLimit)
+	s.en1 = [4]byte{0, 0, byte(sid >> 8), byte(sid)}
+	s.en1s = codec.Hex32(uint32(sid))
+	s.connected = time.Now()
+	s.lastReq = s.connected
+	s.info = msg.MinerInfo{SessionID: sid, Listener: env.Listener, Port: env.Port}
+	if st != nil {
+		s.info.Remote = st.Remote
+	}
+	return s
 }
 
-// Receive dispatches one message.
-func (s *Session) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+// ---- the mailbox ----
+
+// enter claims the session for the calling goroutine, or queues m for the
+// goroutine that is running it.
+func (s *Session) enter(m func() any) bool {
+	s.mu.Lock()
+	if s.running {
+		s.queue = append(s.queue, m())
+		s.mu.Unlock()
+		return false
+	}
+	s.running = true
+	s.mu.Unlock()
+	return true
+}
+
+// leave handles what was queued meanwhile, then releases the session.
+func (s *Session) leave() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.running = false
+			s.queue = nil
+			s.mu.Unlock()
+			return
+		}
+		m := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		s.receive(m)
+	}
+}
+
+// Tell delivers one message (see wire.Miner).
+func (s *Session) Tell(m any) {
+	if !s.enter(func() any { return m }) {
+		return
+	}
+	s.receive(m)
+	s.leave()
+}
+
+// AnswerShare relays a share's verdict (see wire.Miner).
+func (s *Session) AnswerShare(reqID []byte, status codec.Status, text string) {
+	if !s.enter(func() any {
+		return &msg.ShareAnswered{ReqID: append([]byte(nil), reqID...), Status: status, Text: text}
+	}) {
+		return
+	}
+	func() {
+		defer s.recoverPanic()
+		s.answer(reqID, status, text)
+	}()
+	s.leave()
+}
+
+// OnData is the event loop's delivery of the miner's bytes.
+func (s *Session) OnData(c *netio.Conn, data []byte) {
+	if !s.enter(func() any { return &Data{B: append([]byte(nil), data...)} }) {
+		return
+	}
+	if s.conn == nil {
+		s.start(c)
+	}
+	s.onData(data)
+	s.leave()
+}
+
+// OnClose is the event loop's report that the socket is gone.
+func (s *Session) OnClose(_ *netio.Conn, err error) { s.Tell(&Closed{Err: err}) }
+
+// recoverPanic stops only this miner when its handling panics (a plugin's
+// panics are already caught by the chain; this is for the session's own).
+func (s *Session) recoverPanic() {
+	if r := recover(); r != nil {
+		s.env.Log.WithFields(logrus.Fields{"sid": s.sid, "panic": fmt.Sprint(r), "stack": string(debug.Stack())}).Error("miner session panicked; closing that miner")
+		s.close("internal error")
+	}
+}
+
+func (s *Session) receive(m any) {
+	defer s.recoverPanic()
+	switch m := m.(type) {
 	case *Start:
-		s.start(ctx, m)
-	case *Line:
-		s.handleLine(ctx, m.B)
+		s.start(m.Conn)
+	case *Data:
+		s.onData(m.B)
+	case *msg.ShareAnswered:
+		s.answer(m.ReqID, m.Status, m.Text)
 	case *msg.DifficultySet:
 		s.diff = m.Difficulty
 		s.st.Difficulty.Store(m.Difficulty)
@@ -154,51 +276,107 @@ func (s *Session) Receive(ctx actor.Context) {
 		s.onJob(m)
 	case *msg.VersionMaskSet:
 		s.onPoolMask(m.Mask)
-	case *msg.ShareAnswered:
-		s.onAnswer(m)
 	case *wire.Attached:
 		// A slot that replaces its own link (failback, pool-requested
 		// reconnect) keeps the old one open for late shares: jobs from the
 		// same slot stay submittable and the slot routes them by generation.
 		sameSlot := s.upstream != nil && m.Upstream != nil && s.upstream.Equal(m.Upstream)
-		s.upstream, s.gen, s.parked = m.Upstream, m.Gen, false
+		s.upstream, s.sink, s.gen, s.parked = m.Upstream, m.Sink, m.Gen, false
 		s.st.SetUpstream(m.Pool)
 		if s.setExtranonce(m.EN1, m.EN2Size) || !sameSlot {
 			// Jobs of another slot, or of another extranonce, can never be valid here.
 			s.jobs = [jobRing]jobEntry{}
 		}
 	case *wire.Parked:
-		s.upstream, s.gen, s.parked = nil, 0, true
+		s.upstream, s.sink, s.gen, s.parked = nil, nil, 0, true
 		s.st.SetUpstream("")
 	case *msg.Disconnect:
 		if m.Reconnect {
 			s.reply(func(d []byte) []byte { return codec.AppendReconnect(d) })
 		}
-		s.close(ctx, m.Reason)
+		s.close(m.Reason)
 	case *wire.Tick:
-		s.tick(ctx, time.Unix(0, m.UnixNano))
-	case *Kick:
-		s.close(ctx, m.Reason)
+		s.tick(time.Unix(0, m.UnixNano))
 	case *Closed:
 		s.closing = true
-		ctx.Stop(ctx.Self())
+		s.teardown()
 	case *Ping:
-		ctx.Respond(&Pong{Authorized: s.authorized, Closing: s.closing})
-	case *actor.Stopping:
-		s.teardown(ctx)
+		m.Reply <- Pong{Authorized: s.authorized, Closing: s.closing}
 	}
 }
 
-func (s *Session) start(ctx actor.Context, m *Start) {
-	s.conn, s.sid = m.Conn, m.SessionID
-	s.en1 = [4]byte{0, 0, byte(m.SessionID >> 8), byte(m.SessionID)}
-	s.en1s = codec.Hex32(uint32(m.SessionID))
-	s.connected = time.Now()
-	s.lastReq = s.connected
-	s.info = msg.MinerInfo{SessionID: m.SessionID, Listener: s.env.Listener, Port: s.env.Port, Remote: m.Conn.Remote()}
-	s.st = m.Stats
-	s.env.Stats.AddMiner(s.st)
+func (s *Session) start(c Conn) {
+	if s.conn != nil || c == nil {
+		return
+	}
+	s.conn = c
+	s.info.Remote = c.Remote()
+	if s.st != nil {
+		s.env.Stats.AddMiner(s.st)
+	}
+	if s.done {
+		_ = c.Close() // closed before its connection was handed over
+	}
 }
+
+// ---- bytes and lines ----
+
+func (s *Session) onData(data []byte) {
+	defer s.recoverPanic()
+	if s.closing {
+		return
+	}
+	if !s.started {
+		// A Stratum client's first byte is '{'. TLS hellos, binary probes and
+		// the like may never send a newline: close them now instead of
+		// holding the connection and its session id until the login timeout.
+		rest := bytes.TrimLeft(data, " \t\r\n")
+		if len(rest) == 0 {
+			return
+		}
+		s.started = true
+		if rest[0] != '{' {
+			s.env.Limiter.Warn("not-stratum", logrus.Fields{"remote": s.info.Remote.String()}, "non-Stratum data from a miner connection; closing it")
+			s.close("not stratum")
+			return
+		}
+	}
+	err := s.split.Feed(data, s.emit)
+	if err == nil || s.closing {
+		return
+	}
+	switch {
+	case errors.Is(err, codec.ErrLineTooLong):
+		s.env.Limiter.Warn("line-too-long", logrus.Fields{"remote": s.info.Remote.String()}, "miner sent a line over the length cap; closing")
+		s.reply(func(d []byte) []byte {
+			return codec.AppendError(d, nil, codec.StatusIllegalParams, "request line too long")
+		})
+	case errors.Is(err, errFlood):
+		s.env.Limiter.Warn("request-flood", logrus.Fields{"remote": s.info.Remote.String()}, "miner kept exceeding the request rate limit; closing")
+	}
+	s.close(err.Error())
+}
+
+var errFlood = errors.New("sustained request flood")
+
+// line handles one framed line (the splitter's callback).
+func (s *Session) line(ch codec.Chunk) error {
+	if s.closing {
+		return errClosing
+	}
+	now := time.Now()
+	switch s.rate.take(now) {
+	case rateDrop:
+		s.env.Stats.RateDropped.Add(1)
+		return nil
+	case rateKick:
+		return errFlood
+	}
+	s.handleLine(ch.Line, now)
+	return nil
+}
+
+var errClosing = errors.New("closing")
 
 // reply builds a message in a pooled buffer and writes it.
 func (s *Session) reply(build func(dst []byte) []byte) {
@@ -215,14 +393,14 @@ func (s *Session) write(b []byte) {
 	}
 	if err := s.conn.Write(b); err != nil {
 		s.closing = true
-		if err == netio.ErrWriteOverflow {
+		if errors.Is(err, netio.ErrWriteOverflow) {
 			s.env.Limiter.Warn("slow-miner", logrus.Fields{"remote": s.info.Remote.String(), "worker": s.info.Worker}, "miner stopped reading; its output queue overflowed, disconnecting it")
 		}
 		_ = s.conn.Close()
 	}
 }
 
-func (s *Session) close(ctx actor.Context, reason string) {
+func (s *Session) close(reason string) {
 	if s.closing {
 		return
 	}
@@ -233,21 +411,29 @@ func (s *Session) close(ctx actor.Context, reason string) {
 	if s.env.Debug {
 		s.env.Log.WithFields(logrus.Fields{"sid": s.sid, "remote": s.info.Remote.String(), "reason": reason}).Debug("miner disconnected")
 	}
-	ctx.Stop(ctx.Self())
+	s.teardown()
 }
 
-func (s *Session) teardown(ctx actor.Context) {
+// teardown tells the coordinator (which frees the session id) and the
+// plugins that the miner is gone; it runs once, on the first of close and
+// the loop's Closed.
+func (s *Session) teardown() {
+	if s.done {
+		return
+	}
+	s.done = true
 	if s.conn != nil {
 		_ = s.conn.Close()
 	}
 	if s.st != nil {
 		s.env.Stats.RemoveMiner(s.sid)
 	}
-	ctx.Send(s.env.Coordinator, &msg.MinerGone{SessionID: s.sid, Reason: "closed"})
+	s.sink, s.upstream = nil, nil
+	s.env.Root.Send(s.env.Coordinator, &msg.MinerGone{SessionID: s.sid, Reason: "closed"})
 	s.env.Chain.OnMinerGone(&s.info)
 }
 
-func (s *Session) tick(ctx actor.Context, now time.Time) {
+func (s *Session) tick(now time.Time) {
 	if s.conn == nil {
 		// The coordinator knows the session before its Start arrives: a
 		// tick in between must not read the zero connect time as a timeout.
@@ -255,22 +441,22 @@ func (s *Session) tick(ctx actor.Context, now time.Time) {
 	}
 	if !s.authorized && s.env.LoginTimeout > 0 && now.Sub(s.connected) > s.env.LoginTimeout {
 		s.env.Limiter.Warn("login-timeout", logrus.Fields{"remote": s.info.Remote.String()}, "miner did not subscribe and authorize in time; closing")
-		s.close(ctx, "login timeout")
+		s.close("login timeout")
 		return
 	}
 	if s.authorized && s.env.IdleTimeout > 0 && now.Sub(s.lastReq) > s.env.IdleTimeout {
 		s.env.Limiter.Warn("idle-timeout", logrus.Fields{"remote": s.info.Remote.String(), "worker": s.info.Worker}, "miner silent past the idle timeout; closing")
-		s.close(ctx, "idle timeout")
+		s.close("idle timeout")
 	}
 }
 
 // ---- requests ----
 
-func (s *Session) handleLine(ctx actor.Context, line []byte) {
+func (s *Session) handleLine(line []byte, now time.Time) {
 	if s.closing {
 		return
 	}
-	s.lastReq = time.Now()
+	s.lastReq = now
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return
@@ -278,7 +464,7 @@ func (s *Session) handleLine(ctx actor.Context, line []byte) {
 	if line[0] != '{' {
 		// HTTP probes, TLS hellos and port scanners: not Stratum, nothing to answer.
 		s.env.Limiter.Warn("not-stratum", logrus.Fields{"remote": s.info.Remote.String()}, "non-Stratum data from a miner connection; closing it")
-		s.close(ctx, "not stratum")
+		s.close("not stratum")
 		return
 	}
 	r := reqPool.Get().(*codec.Request)
@@ -290,7 +476,7 @@ func (s *Session) handleLine(ctx actor.Context, line []byte) {
 			return codec.AppendError(d, nil, codec.StatusIllegalParams, "malformed JSON: "+err.Error())
 		})
 		if s.badLines >= 10 {
-			s.close(ctx, "too many malformed lines")
+			s.close("too many malformed lines")
 		}
 		return
 	}
@@ -299,11 +485,11 @@ func (s *Session) handleLine(ctx actor.Context, line []byte) {
 	}
 	switch string(r.Method) {
 	case codec.MethodSubmit:
-		s.submit(ctx, r)
+		s.submit(r)
 	case codec.MethodSubscribe:
 		s.subscribe(r)
 	case codec.MethodAuthorize:
-		s.authorize(ctx, r)
+		s.authorize(r)
 	case codec.MethodConfigure:
 		s.configure(r)
 	case codec.MethodSuggestDifficulty, codec.MethodSuggestTarget:
@@ -453,7 +639,7 @@ func (s *Session) onPoolMask(mask uint32) {
 	}
 }
 
-func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
+func (s *Session) authorize(r *codec.Request) {
 	user, err := r.Param(0).String()
 	if err != nil {
 		s.reply(func(d []byte) []byte {
@@ -483,7 +669,7 @@ func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
 		s.reply(func(d []byte) []byte { return codec.AppendError(d, r.ID, code, text) })
 		return
 	case msg.Drop:
-		s.close(ctx, "refused by plugin")
+		s.close("refused by plugin")
 		return
 	}
 	agent, worker := codec.FitRegister(s.info.UserAgent, a.Info.Worker)
@@ -498,7 +684,7 @@ func (s *Session) authorize(ctx actor.Context, r *codec.Request) {
 	}
 	info := s.info
 	info.UserAgent = agent
-	ctx.Send(s.env.Coordinator, &msg.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub})
+	s.env.Root.Send(s.env.Coordinator, &msg.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub})
 }
 
 // ---- jobs ----
@@ -518,9 +704,6 @@ func (s *Session) onJob(m *msg.JobNotified) {
 		s.write(j.CleanLine)
 	} else {
 		s.write(j.Line)
-	}
-	if !j.Received.IsZero() && s.env.Stats.FanoutNanos != nil {
-		s.env.Stats.FanoutNanos.Observe(time.Since(j.Received))
 	}
 }
 
@@ -546,7 +729,7 @@ func (s *Session) reject(id []byte, code codec.Status, text, reason string) {
 	s.reply(func(d []byte) []byte { return codec.AppendError(d, id, code, text) })
 }
 
-func (s *Session) submit(ctx actor.Context, r *codec.Request) {
+func (s *Session) submit(r *codec.Request) {
 	if !s.subscribed {
 		s.reject(r.ID, codec.StatusNotSubscribed, "", "unauthorized")
 		return
@@ -580,50 +763,62 @@ func (s *Session) submit(ctx actor.Context, r *codec.Request) {
 	if sub.HasVersion {
 		bits = sub.VersionBits
 	}
+	urgent := false
 	if s.env.Chain.HasSubmitHooks() {
-		h := &msg.ShareSubmitted{
+		h := hookPool.Get().(*msg.ShareSubmitted)
+		*h = msg.ShareSubmitted{
 			Info: &s.info, Job: job, Difficulty: e.diff, MinerEN1: s.en1,
 			ExtraNonce2: sub.ExtraNonce2, NTime: sub.NTime, Nonce: sub.Nonce,
 			VersionBits: bits, HasVersion: sub.HasVersion && bits != 0, VersionMask: s.sentMask,
 			Latest: job == s.latest, StaleBlock: e.staleBlock, Scratch: &s.scratch, Now: s.lastReq,
 		}
 		v := s.env.Chain.OnSubmit(h)
-		if h.Reconnect {
+		code, text, reconnect := h.Code, h.Text, h.Reconnect
+		urgent = h.BlockCandidate
+		*h = msg.ShareSubmitted{}
+		hookPool.Put(h)
+		if reconnect {
 			defer s.write(codec.AppendReconnect(nil))
 		}
 		if v != msg.Continue {
-			code := h.Code
 			if code == 0 {
 				code = codec.StatusRejectNoReason
 			}
-			s.reject(r.ID, code, h.Text, code.Reason())
+			s.reject(r.ID, code, text, code.Reason())
 			return
 		}
+		if urgent {
+			s.env.Log.WithFields(logrus.Fields{"worker": s.info.Worker, "job": job.ID, "nonce": codec.Hex32(sub.Nonce)}).Warn("block candidate: share meets the network target; sending it to the pool now")
+		}
 	}
-	ctx.Send(s.upstream, &wire.Submit{
-		Miner: ctx.Self(),
-		ReqID: append([]byte(nil), r.ID...),
-		Gen:   job.Gen,
-		Share: wire.ShareFields{
-			SessionID: s.sid, ShortJobID: job.ShortID, ExtraNonce2: sub.ExtraNonce2,
-			Nonce: sub.Nonce, NTime: sub.NTime, JobNTime: job.NTime,
-			VersionBits: bits, HasVersion: bits != 0,
-		},
-		Diff:  e.diff,
-		Stats: s.st,
-	})
-}
-
-func (s *Session) onAnswer(m *msg.ShareAnswered) {
-	if m.Status.Accepted() {
-		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, m.ReqID) })
+	sh := codec.Share{
+		JobID: job.ShortID, SessionID: s.sid, ExtraNonce2: sub.ExtraNonce2,
+		Nonce: sub.Nonce, NTime: sub.NTime, VersionBits: bits,
+		HasTime: sub.NTime != job.NTime, HasVersion: bits != 0,
+	}
+	if s.sink != nil && s.sink.Gen() == job.Gen {
+		// The hot path: straight into the link's buffer on this goroutine.
+		p := wire.Pending{Miner: s, Diff: e.diff, Stats: s.st}
+		p.ReqID.Set(r.ID)
+		if st := s.sink.Submit(&sh, &p, urgent); st != 0 {
+			s.reject(r.ID, st, "job belongs to a pool link that is gone", st.Reason())
+		}
 		return
 	}
-	text := m.Text
-	if text == "" {
-		text = m.Status.Text()
+	m := &wire.Submit{Gen: job.Gen, Share: sh, Pending: wire.Pending{Miner: s, Diff: e.diff, Stats: s.st}}
+	m.Pending.ReqID.Set(r.ID)
+	s.env.Root.Send(s.upstream, m)
+}
+
+func (s *Session) answer(reqID []byte, status codec.Status, text string) {
+	if status.Accepted() {
+		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, reqID) })
+		return
 	}
-	s.reply(func(d []byte) []byte { return codec.AppendError(d, m.ReqID, m.Status, text) })
+	if text == "" {
+		text = status.Text()
+	}
+	s.reply(func(d []byte) []byte { return codec.AppendError(d, reqID, status, text) })
 }
 
 // String is for debugging.

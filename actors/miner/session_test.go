@@ -58,16 +58,32 @@ func (nopLimiter) Warn(string, logrus.Fields, string) {}
 
 // harness runs one session with a recording coordinator and upstream: the
 // coordinator attaches every authorized miner at once and hands it a job.
+// The upstream is either a sink (the hot path: shares are encoded on the
+// session's goroutine) or a link actor (shares as messages).
 type harness struct {
 	sys      *actor.ActorSystem
-	pid      *actor.PID
+	up       *actor.PID
+	s        *miner.Session
 	conn     *fakeConn
 	mu       sync.Mutex
-	submits  []*wire.Submit
+	submits  []codec.Share
 	authedAt int // number of submits seen when MinerAuthorized arrived (-1: never)
 	authed   bool
-	gone     chan struct{} // closed when the session actor has terminated
 	attached chan struct{} // closed once the coordinator has sent the attach and the job
+}
+
+// recSink is a wire.Sink that accepts every share at once, answering from
+// inside Submit: the session is still running then, so this also checks
+// that a re-entrant answer is queued and delivered, not deadlocked.
+type recSink struct{ h *harness }
+
+func (r recSink) Gen() uint64 { return 1 }
+func (r recSink) Submit(sh *codec.Share, p *wire.Pending, _ bool) codec.Status {
+	r.h.mu.Lock()
+	r.h.submits = append(r.h.submits, *sh)
+	r.h.mu.Unlock()
+	p.Miner.AnswerShare(p.ReqID.Bytes(), codec.StatusAccept, "")
+	return 0
 }
 
 var testJob = func() *msg.Job {
@@ -76,74 +92,89 @@ var testJob = func() *msg.Job {
 	return &msg.Job{ID: "1.7", PoolID: "7", ShortID: 7, Gen: 1, Notify: n, Line: line, CleanLine: line, NTime: 0x6b07071e, Version: 0x20000000, Clean: true}
 }()
 
-func newHarness(t testing.TB) *harness {
+func newHarness(t testing.TB) *harness { return newHarnessWith(t, true) }
+
+func newHarnessWith(t testing.TB, withSink bool) *harness {
 	h := &harness{sys: actor.NewActorSystem(), conn: &fakeConn{}, authedAt: -1, attached: make(chan struct{})}
 	up := h.sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if s, ok := ctx.Message().(*wire.Submit); ok {
+		switch m := ctx.Message().(type) {
+		case *wire.Submit:
 			h.mu.Lock()
-			h.submits = append(h.submits, s)
+			h.submits = append(h.submits, m.Share)
 			h.mu.Unlock()
-			ctx.Send(s.Miner, &msg.ShareAnswered{ReqID: s.ReqID, Status: codec.StatusAccept})
+			m.Pending.Miner.AnswerShare(m.Pending.ReqID.Bytes(), codec.StatusAccept, "")
+		case *miner.Ping:
+			ctx.Respond(true)
 		}
 	}))
-	var coord *actor.PID
-	coord = h.sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+	h.up = up
+	var sink wire.Sink
+	if withSink {
+		sink = recSink{h}
+	}
+	coord := h.sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*msg.MinerAuthorized); ok {
 			h.mu.Lock()
 			h.authed, h.authedAt = true, len(h.submits)
 			h.mu.Unlock()
-			ctx.Send(h.pid, &wire.Attached{Upstream: up, Gen: 1, Pool: "test"})
-			ctx.Send(h.pid, &msg.DifficultySet{Difficulty: 1024})
-			ctx.Send(h.pid, &msg.JobNotified{Job: testJob, Clean: true})
+			h.s.Tell(&wire.Attached{Upstream: up, Gen: 1, Pool: "test", Sink: sink})
+			h.s.Tell(&msg.DifficultySet{Difficulty: 1024})
+			h.s.Tell(&msg.JobNotified{Job: testJob, Clean: true})
 			close(h.attached)
 		}
 	}))
-	env := &miner.Env{Listener: "t", Port: 3333, PoolUser: "farm", Coordinator: coord, Stats: stats.NewListener("t", 3333),
+	env := &miner.Env{Listener: "t", Port: 3333, PoolUser: "farm", Root: h.sys.Root, Coordinator: coord, Stats: stats.NewListener("t", 3333),
 		Log: logrus.NewEntry(logrus.New()), Limiter: nopLimiter{}}
-	h.pid = h.sys.Root.Spawn(actor.PropsFromProducer(miner.New(env)))
-	h.gone = make(chan struct{})
-	watching := make(chan struct{})
-	h.sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch ctx.Message().(type) {
-		case *actor.Started:
-			ctx.Watch(h.pid)
-			close(watching)
-		case *actor.Terminated:
-			close(h.gone)
-		}
-	}))
-	<-watching
-	h.sys.Root.Send(h.pid, &miner.Start{Conn: h.conn, SessionID: 0x0102, Stats: &stats.Miner{SessionID: 0x0102}})
+	h.s = miner.New(env, 0x0102, &stats.Miner{SessionID: 0x0102})
+	h.s.Tell(&miner.Start{Conn: h.conn})
 	t.Cleanup(func() { h.sys.Root.Stop(coord); h.sys.Root.Stop(up) })
 	return h
 }
 
-// sync waits until the session handled everything sent so far (including
-// the coordinator's attach round trip, which a second ping covers).
+// sync waits until the session handled everything delivered so far (a Ping
+// is answered only after the messages queued before it), including the
+// answers of the link actor, which a request to it flushes first.
 func (h *harness) sync(t testing.TB) {
-	for i := 0; i < 2; i++ {
-		f := h.sys.Root.RequestFuture(h.pid, &miner.Ping{}, 5*time.Second)
-		done := make(chan error, 1)
-		go func() { _, err := f.Result(); done <- err }()
-		select {
-		case err := <-done:
-			if err != nil {
-				return
-			}
-		case <-h.gone:
-			return // the session closed itself: nothing more will happen
-		}
+	t.Helper()
+	if _, err := h.sys.Root.RequestFuture(h.up, &miner.Ping{}, 5*time.Second).Result(); err != nil {
+		t.Fatalf("link actor did not answer: %v", err)
+	}
+	reply := make(chan miner.Pong, 1)
+	h.s.Tell(&miner.Ping{Reply: reply})
+	select {
+	case <-reply:
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not answer a ping within 5 s")
 	}
 }
 
 func (h *harness) send(lines ...string) {
 	for _, l := range lines {
-		h.sys.Root.Send(h.pid, &miner.Line{B: []byte(l)})
+		h.s.Tell(&miner.Data{B: []byte(l + "\n")})
+	}
+}
+
+func (h *harness) waitAttached(t testing.TB) {
+	t.Helper()
+	select {
+	case <-h.attached:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the coordinator never attached the miner")
 	}
 }
 
 func TestSessionAnswersEveryRequestAndForwardsOnlyAuthorizedShares(t *testing.T) {
-	h := newHarness(t)
+	for _, withSink := range []bool{true, false} {
+		name := "actor"
+		if withSink {
+			name = "sink"
+		}
+		t.Run(name, func(t *testing.T) { testSessionAnswers(t, withSink) })
+	}
+}
+
+func testSessionAnswers(t *testing.T, withSink bool) {
+	h := newHarnessWith(t, withSink)
 	h.send(
 		`{"id":1,"method":"mining.submit","params":["w","1.7","00000001","6b07071e","00000001"]}`,
 		`{"id":2,"method":"mining.subscribe","params":["ua"]}`,
@@ -151,11 +182,7 @@ func TestSessionAnswersEveryRequestAndForwardsOnlyAuthorizedShares(t *testing.T)
 	)
 	// The coordinator attaches asynchronously; once it has sent the attach,
 	// a ping queued after it proves the session has handled it.
-	select {
-	case <-h.attached:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the coordinator never attached the miner")
-	}
+	h.waitAttached(t)
 	h.sync(t)
 	h.send(
 		`{"id":4,"method":"mining.submit","params":["john.a1","1.7","00000001","6b07071e","00000001"]}`,
@@ -190,11 +217,11 @@ func TestSessionAnswersEveryRequestAndForwardsOnlyAuthorizedShares(t *testing.T)
 	if len(h.submits) != 2 || h.authedAt != 0 {
 		t.Fatalf("upstream got %d submits (authorized after %d)", len(h.submits), h.authedAt)
 	}
-	s0, s1 := h.submits[0].Share, h.submits[1].Share
-	if s0.SessionID != 0x0102 || s0.ShortJobID != 7 || s0.NTime != s0.JobNTime || s0.HasVersion {
+	s0, s1 := h.submits[0], h.submits[1]
+	if s0.SessionID != 0x0102 || s0.JobID != 7 || s0.HasTime || s0.HasVersion {
 		t.Errorf("first share %+v", s0)
 	}
-	if s1.NTime == s1.JobNTime || !s1.HasVersion || s1.VersionBits != 0x2000 || s1.Nonce != 2 {
+	if !s1.HasTime || s1.NTime != 0x6b07071f || !s1.HasVersion || s1.VersionBits != 0x2000 || s1.Nonce != 2 {
 		t.Errorf("second share %+v", s1)
 	}
 }
@@ -227,6 +254,11 @@ func FuzzSession(f *testing.F) {
 			}
 		}
 		h.send(lines...)
+		// An authorize is placed asynchronously: wait for the attach so a
+		// share after it is judged on the job, then let the session drain.
+		if h.authedNow() {
+			h.waitAttached(t)
+		}
 		h.sync(t)
 		h.conn.mu.Lock()
 		closed := h.conn.closed
@@ -246,4 +278,10 @@ func FuzzSession(f *testing.F) {
 			}
 		}
 	})
+}
+
+func (h *harness) authedNow() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.authed
 }

@@ -112,6 +112,10 @@ type ShareSubmitted struct {
 	// Reconnect asks the core to send client.reconnect after handling the
 	// share (for firmware that must be restarted, e.g. lost ASICBoost).
 	Reconnect bool
+	// BlockCandidate is set by a plugin that hashed the share and found it
+	// meets the network target: the core writes it to the pool at once
+	// instead of waiting for the flush window.
+	BlockCandidate bool
 }
 
 // Scratch is per-miner storage for plugins, owned by the miner's actor: a

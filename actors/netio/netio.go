@@ -1,23 +1,30 @@
-// Package netio is the miner-side I/O model: one shared event loop (epoll via
-// lesismal/nbio on Linux, nbio's goroutine fallback elsewhere) reads every
-// miner socket, so an idle miner costs no goroutine and no read buffer, and
-// every write is non-blocking into a bounded per-connection queue. A miner
-// that stops reading overflows its queue and is closed; nobody else waits.
-// The socket's kernel send buffer is fixed at the same size (the kernel
-// doubles it), so a stuck miner holds at most about three times
-// MaxWriteBuffered.
+// Package netio is the miner-side I/O layer: one event loop goroutine reads
+// every miner socket, so an idle miner costs no goroutine and no read buffer,
+// and every write is non-blocking into a bounded per-connection queue (a
+// miner that stops reading overflows it and is closed; nobody else waits).
+//
+// The loop is also the agent's clock for the share path. Whatever must
+// happen "a little later" on that path — writing the coalesced share frames
+// of a pool link — is registered as a Flusher, and the loop's own wait
+// timeout brings it due. No timer fires, no goroutine is woken and no
+// mailbox is activated per share: bytes arrive, the miner's session runs,
+// the share is encoded into the link's buffer, and the same goroutine writes
+// that buffer when its window closes. docs/ARCHITECTURE.md has the whole
+// picture.
+//
+// On Linux the loop is a hand-written epoll loop that calls epoll_wait,
+// read and write through RawSyscall, out of the Go scheduler's sight (see
+// loop_linux.go for why and for what that costs). Elsewhere a portable
+// fallback runs one goroutine per connection behind the same API.
 package netio
 
 import (
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/lesismal/nbio"
-	nblog "github.com/lesismal/nbio/logging"
 	"github.com/sirupsen/logrus"
 )
 
@@ -28,166 +35,116 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// Flusher is deferred work the loop brings due: Due reports the unix-nano
+// time at which Flush should run (0 = nothing pending). Due is read on
+// every loop iteration, so it must be cheap (an atomic load). Flush runs on
+// the loop goroutine and must not block.
+type Flusher interface {
+	Due() int64
+	Flush(now time.Time)
+}
+
 // Config sizes the engine.
 type Config struct {
-	Pollers          int // event loop goroutines; 0 = 1 (a farm's traffic is light)
 	ReadBuffer       int // the loop's shared read buffer; 0 = 16 KiB
 	MaxWriteBuffered int // bytes queued per connection before it is closed; 0 = 32 KiB
-	Log              logrus.FieldLogger
+	// MaxWait bounds one wait of the loop (0 = 20 ms). Flushers armed from
+	// another goroutine are noticed within it.
+	MaxWait time.Duration
+	Log     logrus.FieldLogger
 }
 
-// Engine owns the event loop.
-type Engine struct {
-	e      *nbio.Engine
-	log    logrus.FieldLogger
-	sndbuf int // SO_SNDBUF of every connection: the kernel's share of the output bound
-}
-
-// Conn is one miner connection on the engine.
-type Conn struct {
-	nc     *nbio.Conn
-	h      Handler
-	remote netip.AddrPort
-	closed atomic.Bool
-	// ready publishes the fully built Conn to the event loop. The loop learns
-	// of the socket through epoll, which the race detector cannot see as a
-	// synchronisation; this atomic makes the hand-over explicit.
-	ready   atomic.Bool
-	written atomic.Int64
-	read    atomic.Int64
+func (c *Config) defaults() {
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = 16 * 1024
+	}
+	if c.MaxWriteBuffered <= 0 {
+		c.MaxWriteBuffered = 32 * 1024
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 20 * time.Millisecond
+	}
+	if c.Log == nil {
+		c.Log = logrus.StandardLogger()
+	}
 }
 
 // ErrWriteOverflow reports a miner whose unread output passed the cap.
 var ErrWriteOverflow = errors.New("netio: write queue overflow (peer not reading)")
 
-// NewEngine starts the event loop.
-func NewEngine(cfg Config) (*Engine, error) {
-	if cfg.Pollers <= 0 {
-		cfg.Pollers = 1
+// ErrClosed is returned by writes to a closed connection.
+var ErrClosed = errors.New("netio: connection closed")
+
+// flushers is the copy-on-write set of registered Flushers: added and
+// removed by link actors, read lock-free by the loop on every iteration.
+type flushers struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]Flusher]
+}
+
+func (f *flushers) add(x Flusher) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var cur []Flusher
+	if p := f.list.Load(); p != nil {
+		cur = *p
 	}
-	if cfg.ReadBuffer <= 0 {
-		cfg.ReadBuffer = 16 * 1024
+	next := append(append(make([]Flusher, 0, len(cur)+1), cur...), x)
+	f.list.Store(&next)
+}
+
+func (f *flushers) remove(x Flusher) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.list.Load()
+	if p == nil {
+		return
 	}
-	if cfg.MaxWriteBuffered <= 0 {
-		cfg.MaxWriteBuffered = 32 * 1024
-	}
-	log := cfg.Log
-	if log == nil {
-		log = logrus.StandardLogger()
-	}
-	// nbio prints its own start/stop lines on stderr; ours go through logrus.
-	nblog.SetLevel(nblog.LevelError)
-	e := nbio.NewEngine(nbio.Config{
-		Name:               "btcagent-miners",
-		NPoller:            cfg.Pollers,
-		ReadBufferSize:     cfg.ReadBuffer,
-		MaxWriteBufferSize: cfg.MaxWriteBuffered,
-	})
-	e.OnData(func(nc *nbio.Conn, data []byte) {
-		if c, ok := nc.Session().(*Conn); ok && c.ready.Load() {
-			c.read.Add(int64(len(data)))
-			c.h.OnData(c, data)
+	next := make([]Flusher, 0, len(*p))
+	for _, y := range *p {
+		if y != x {
+			next = append(next, y)
 		}
-	})
-	e.OnClose(func(nc *nbio.Conn, err error) {
-		if c, ok := nc.Session().(*Conn); ok && c.ready.Load() && c.closed.CompareAndSwap(false, true) {
-			c.h.OnClose(c, err)
+	}
+	f.list.Store(&next)
+}
+
+// run flushes whatever is due and returns how long the loop may wait.
+func (f *flushers) run(now time.Time, max time.Duration) time.Duration {
+	p := f.list.Load()
+	if p == nil {
+		return max
+	}
+	wait := max
+	nowN := now.UnixNano()
+	for _, x := range *p {
+		d := x.Due()
+		if d == 0 {
+			continue
 		}
-	})
-	if err := e.Start(); err != nil {
-		return nil, fmt.Errorf("netio: start event loop: %w", err)
+		if d <= nowN {
+			x.Flush(now)
+			if d = x.Due(); d == 0 || d <= nowN {
+				continue // flushed, or still busy: the next iteration looks again
+			}
+		}
+		if w := time.Duration(d - nowN); w < wait {
+			wait = w
+		}
 	}
-	log.WithField("pollers", cfg.Pollers).Debug("miner event loop started")
-	return &Engine{e: e, log: log, sndbuf: cfg.MaxWriteBuffered}, nil
+	return wait
 }
 
-// Stop closes every connection and the loop. nbio can miss the stop signal
-// of a loop that has only just started, so the wait is bounded: a process
-// that is shutting down must not hang on it.
-func (e *Engine) Stop() {
-	done := make(chan struct{})
-	go func() { e.e.Stop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-		e.log.Warn("miner event loop did not stop within 3 s; continuing shutdown")
-	}
-}
+// AddFlusher registers deferred work with the loop.
+func (e *Engine) AddFlusher(f Flusher) { e.fl.add(f) }
 
-// Add moves an accepted connection onto the loop. The handler is installed
-// before the socket is watched, so no byte can arrive unhandled.
-func (e *Engine) Add(nc net.Conn, h Handler) (*Conn, error) { return e.AddPending(nc, h, nil) }
-
-// AddPending is Add with a callback that runs after the Conn exists but
-// before the loop watches it: whatever the callback sends is guaranteed to
-// precede the connection's first OnData.
-func (e *Engine) AddPending(nc net.Conn, h Handler, before func(*Conn)) (*Conn, error) {
-	remote := addrPort(nc.RemoteAddr())
-	if tc, ok := nc.(*net.TCPConn); ok {
-		// Without a fixed send buffer the kernel autotunes it up to
-		// tcp_wmem's maximum (MBs) for a peer that does not read, and the
-		// bounded write queue would only start filling after that.
-		_ = tc.SetWriteBuffer(e.sndbuf)
-	}
-	c, err := nbio.NBConn(nc) // dups the fd and closes nc
-	if err != nil {
-		_ = nc.Close()
-		return nil, fmt.Errorf("netio: adopt connection: %w", err)
-	}
-	conn := &Conn{nc: c, h: h, remote: remote}
-	c.SetSession(conn)
-	if before != nil {
-		before(conn)
-	}
-	conn.ready.Store(true)
-	if _, err := e.e.AddConn(c); err != nil {
-		return nil, fmt.Errorf("netio: watch connection: %w", err)
-	}
-	return conn, nil
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
+// RemoveFlusher unregisters it.
+func (e *Engine) RemoveFlusher(f Flusher) { e.fl.remove(f) }
 
 // Remote is the peer address.
 func (c *Conn) Remote() netip.AddrPort { return c.remote }
 
-// Write queues b without blocking; the bytes are copied if they cannot be
-// written at once. An error means the connection is closed (or closing).
-func (c *Conn) Write(b []byte) error {
-	if c.closed.Load() {
-		return net.ErrClosed
-	}
-	n, err := c.nc.Write(b)
-	if n > 0 {
-		c.written.Add(int64(n))
-	}
-	if err != nil {
-		if errors.Is(err, nbio.ErrOverflow) {
-			return ErrWriteOverflow
-		}
-		return err
-	}
-	return nil
-}
-
-// Close closes the connection; OnClose follows on the loop.
-func (c *Conn) Close() error { return c.nc.Close() }
-
-// CloseAfter writes a last message and closes the connection once nbio has
-// flushed what it can; a peer that is not reading is simply cut.
-func (c *Conn) CloseAfter(b []byte) {
-	_ = c.Write(b)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	_ = c.nc.CloseWithError(nil)
-}
-
-// BytesWritten and BytesRead count application bytes.
+// BytesWritten counts application bytes written.
 func (c *Conn) BytesWritten() int64 { return c.written.Load() }
 
 // BytesRead counts application bytes read.

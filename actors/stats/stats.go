@@ -31,7 +31,8 @@ type Listener struct {
 	Failovers     atomic.Int64
 	Disconnects   atomic.Int64
 	PluginErrors  atomic.Int64
-	FanoutNanos   *Histogram
+	RateDropped   atomic.Int64 // miner requests dropped by the per-miner rate limit
+	FanoutNanos   *Histogram   // pool job arrival to its last miner write, one sample per broadcast
 	miners        sync.Map // session id (uint16) -> *Miner
 }
 

@@ -39,7 +39,10 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 					s.log().WithError(err).Warn("bad SUBMIT_RESPONSE frame from pool; ignored")
 					continue
 				}
-				root.Send(self, &poolVerdict{gen: gen, index: idx, status: status})
+				// The verdict goes straight to the miner from this goroutine.
+				if l.sink == nil || !l.sink.verdict(idx, status) {
+					s.log().WithField("index", idx).Debug("verdict for an unknown submit index; ignored")
+				}
 			}
 			continue
 		}

@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
 )
 
@@ -68,14 +70,14 @@ type link struct {
 	perMiner bool
 	sid      uint16
 
-	writeCh chan []byte
-	freeCh  chan []byte
-	done    chan struct{}
-	once    sync.Once
-	wErr    atomic.Pointer[error] // set by the writer, read by the reader
+	once sync.Once
+	wErr atomic.Pointer[error] // set by a failed write, read by the reader
 
-	// stratum links write through a writer goroutine that exists only while
-	// there is output (per-miner links are many and mostly idle).
+	// Writes: inline and non-blocking on the caller's goroutine when the
+	// socket takes them (plain TCP on Linux), otherwise through a writer
+	// goroutine that exists only while there is output (per-miner links are
+	// many and mostly idle). See send.
+	raw       syscall.RawConn // nil: always through the writer
 	wmu       sync.Mutex
 	wpend     []byte
 	writing   bool
@@ -83,12 +85,11 @@ type link struct {
 	onWritten func(int)
 	wTimeout  time.Duration
 
+	sink *agentSink // agent links: the share path's half (see sink.go)
+
 	// ---- owned by the slot actor ----
-	out        []byte
-	answers    []pending          // agent, optimistic: answered when handed to the writer
-	verdicts   map[uint16]pending // agent with subres: by submit index
-	index      uint16
-	reqs       map[uint64]pending // stratum: by our JSON request id
+	out        []byte                  // stratum: requests not yet written
+	reqs       map[uint64]wire.Pending // stratum: by our JSON request id
 	nextReq    uint64
 	flushArmed bool
 	members    map[uint16]struct{} // miners registered (agent) or served (stratum) on this link
@@ -107,16 +108,58 @@ type link struct {
 }
 
 // pendingCount is how many shares on this link still wait for a verdict.
-func (l *link) pendingCount() int { return len(l.answers) + len(l.verdicts) + len(l.reqs) }
+func (l *link) pendingCount() int {
+	if l.sink != nil {
+		return l.sink.pending()
+	}
+	return len(l.reqs)
+}
 
-// lazyWrite queues b (copied) for the stratum writer, starting it if idle.
-// It never blocks the actor: a pool that stops reading makes the queue grow
-// until the write deadline closes the connection.
-func (l *link) lazyWrite(b []byte) {
+// setRaw enables inline writes when the connection is a plain TCP socket.
+func (l *link) setRaw() {
+	if tc, ok := l.conn.(*net.TCPConn); ok && haveRawWrite {
+		l.raw, _ = tc.SyscallConn()
+	}
+}
+
+// busy reports whether earlier output is still being written.
+func (l *link) busy() bool {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.writing
+}
+
+// send writes b without blocking the caller. On a plain TCP socket it
+// writes inline what the kernel takes (almost always everything: a flush
+// window of shares is a few hundred bytes); the rest, and everything on a
+// TLS link, is copied for the writer goroutine. A pool that stops reading
+// makes that queue grow until the write deadline closes the connection.
+func (l *link) send(b []byte) {
 	l.wmu.Lock()
 	if l.closed {
 		l.wmu.Unlock()
 		return
+	}
+	if !l.writing && l.raw != nil {
+		var n int
+		var err error
+		if cerr := l.raw.Write(func(fd uintptr) bool { n, err = rawWrite(fd, b); return true }); cerr != nil {
+			err = cerr
+		}
+		if n > 0 && l.onWritten != nil {
+			l.onWritten(n)
+		}
+		if err != nil {
+			l.wErr.Store(&err)
+			l.closed = true
+			l.wmu.Unlock()
+			_ = l.conn.Close()
+			return
+		}
+		if b = b[n:]; len(b) == 0 {
+			l.wmu.Unlock()
+			return
+		}
 	}
 	l.wpend = append(l.wpend, b...)
 	if l.writing {
@@ -349,54 +392,12 @@ func jsonString(s string) (string, error) {
 
 func mustJSON(s string) string { return strconv.Quote(s) }
 
-// startWriter runs the link's writer: the actor hands it whole coalesced
-// buffers, so one flush window of shares becomes one write (one TCP segment
-// at farm share rates) and the actor never blocks on the socket.
-func (l *link) startWriter(writeTimeout time.Duration, onWritten func(n int)) {
-	l.writeCh = make(chan []byte, 1)
-	l.freeCh = make(chan []byte, 2)
-	l.freeCh <- make([]byte, 0, 4096)
-	l.freeCh <- make([]byte, 0, 4096)
-	l.done = make(chan struct{})
-	go func() {
-		for b := range l.writeCh {
-			_ = l.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			n, err := l.conn.Write(b)
-			onWritten(n)
-			if err != nil {
-				l.wErr.Store(&err)
-				_ = l.conn.Close()
-			}
-			select {
-			case l.freeCh <- b[:0]:
-			default:
-			}
-		}
-		close(l.done)
-	}()
-}
-
-// tryWrite hands buf to the writer if it is idle and returns a fresh buffer;
-// ok is false when the writer is still busy with the previous flush.
-func (l *link) tryWrite(buf []byte) (next []byte, ok bool) {
-	select {
-	case free := <-l.freeCh:
-		l.writeCh <- buf
-		return free, true
-	default:
-		return buf, false
-	}
-}
-
 func (l *link) close() {
 	l.once.Do(func() {
 		l.wmu.Lock()
 		l.closed = true
 		l.wmu.Unlock()
 		_ = l.conn.Close()
-		if l.writeCh != nil {
-			close(l.writeCh)
-		}
 	})
 }
 

@@ -75,10 +75,12 @@ type Env struct {
 	Log           logrus.FieldLogger
 	// Root sends messages from the link's goroutines into the actor.
 	Root *actor.RootContext
+	// Loop flushes agent links' share buffers (nil: a timer per window).
+	Loop FlushLoop
 }
 
 type attached struct {
-	pid    *actor.PID
+	miner  wire.Miner
 	agent  string
 	worker string
 	mask   uint32
@@ -86,13 +88,6 @@ type attached struct {
 	st     *stats.Miner
 	cur    *link  // the link serving it (nil while its per-miner link is dialed)
 	want   uint64 // per-miner: the dial in progress for it (0: none)
-}
-
-type pending struct {
-	miner *actor.PID
-	reqID []byte
-	diff  float64
-	st    *stats.Miner
 }
 
 // Slot is the actor.
@@ -167,11 +162,6 @@ type (
 		exp  uint8
 		sids []uint16
 	}
-	poolVerdict struct {
-		gen    uint64
-		index  uint16
-		status codec.Status
-	}
 	poolMask struct {
 		gen  uint64
 		mask uint32
@@ -230,10 +220,6 @@ func (s *Slot) Receive(ctx actor.Context) {
 		if l := s.live(m.gen); l != nil {
 			s.onSetDiff(ctx, l, m)
 		}
-	case *poolVerdict:
-		if l := s.links[m.gen]; l != nil {
-			s.onVerdict(ctx, l, m)
-		}
 	case *poolMask:
 		if l := s.live(m.gen); l != nil {
 			s.onMask(ctx, l, m.mask)
@@ -270,7 +256,7 @@ func (s *Slot) Receive(ctx actor.Context) {
 		}
 		for _, l := range s.links {
 			s.answerAll(ctx, l, "agent shutting down")
-			l.close()
+			s.closeLink(l)
 		}
 		s.links = map[uint64]*link{}
 	}
@@ -454,11 +440,14 @@ func (s *Slot) initLink(l *link) {
 	l.members = map[uint16]struct{}{}
 	if l.proto == protoAgent {
 		l.diff, l.mask = l.hs.DefaultDiff, l.hs.Mask
-		l.verdicts = map[uint16]pending{}
+		l.sink = newAgentSink(l, s.env.FlushInterval, s.env.Stats, s.env.Loop == nil)
+		if s.env.Loop != nil {
+			s.env.Loop.AddFlusher(l.sink)
+		}
 		return
 	}
 	l.diff, l.mask = l.shs.Diff, l.shs.Mask
-	l.reqs = map[uint64]pending{}
+	l.reqs = map[uint64]wire.Pending{}
 	n := stratumRing
 	if l.perMiner {
 		n = stratumRing / 2
@@ -479,12 +468,12 @@ func (s *Slot) startIO(l *link) {
 		st.Writes.Add(1)
 	}
 	gen := l.gen
+	l.onWritten, l.wTimeout = onWritten, 30*time.Second
+	l.setRaw()
 	if l.proto == protoAgent {
-		l.startWriter(30*time.Second, onWritten)
 		go s.readLoop(l, gen, s.env.Root, s.self)
 		return
 	}
-	l.onWritten, l.wTimeout = onWritten, 30*time.Second
 	go s.stratumReadLoop(l, gen)
 }
 
@@ -630,9 +619,17 @@ func (s *Slot) stableAfter() time.Duration {
 	return max(10*s.env.ReconnectMin, 5*time.Second)
 }
 
+// closeLink closes a link's socket and takes its sink off the loop.
+func (s *Slot) closeLink(l *link) {
+	if l.sink != nil && s.env.Loop != nil {
+		s.env.Loop.RemoveFlusher(l.sink)
+	}
+	l.close()
+}
+
 // drop closes a link and forgets it.
 func (s *Slot) drop(l *link) {
-	l.close()
+	s.closeLink(l)
 	delete(s.links, l.gen)
 	for i, r := range s.retired {
 		if r == l {
@@ -644,17 +641,12 @@ func (s *Slot) drop(l *link) {
 
 // answerAll answers every share of l that has not been confirmed: nothing
 // is ever answered true unless it reached the pool.
-func (s *Slot) answerAll(ctx actor.Context, l *link, text string) {
-	for _, p := range l.answers {
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
-	}
-	l.answers = l.answers[:0]
-	for idx, p := range l.verdicts {
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
-		delete(l.verdicts, idx)
+func (s *Slot) answerAll(_ actor.Context, l *link, text string) {
+	if l.sink != nil {
+		l.sink.failAll(text)
 	}
 	for id, p := range l.reqs {
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, text, true)
+		answerPending(s.env.Stats, &p, codec.StatusJobNotFoundOrStale, text, true)
 		delete(l.reqs, id)
 	}
 	l.out = l.out[:0]
@@ -869,7 +861,7 @@ func (s *Slot) attach(ctx actor.Context, m *wire.Attach) {
 	if old, ok := s.attached[m.SessionID]; ok {
 		s.leave(ctx, m.SessionID, old)
 	}
-	a := &attached{pid: m.Miner, agent: m.UserAgent, worker: m.Worker, mask: m.VersionMask, xsub: m.ExtranonceSub, st: m.Stats}
+	a := &attached{miner: m.Miner, agent: m.UserAgent, worker: m.Worker, mask: m.VersionMask, xsub: m.ExtranonceSub, st: m.Stats}
 	s.attached[m.SessionID] = a
 	s.attachOn(ctx, s.link, m.SessionID, a)
 }
@@ -878,11 +870,10 @@ func (s *Slot) attach(ctx actor.Context, m *wire.Attach) {
 func (s *Slot) attachOn(ctx actor.Context, l *link, sid uint16, a *attached) {
 	switch l.proto {
 	case protoAgent:
-		l.out = codec.AppendRegisterWorker(l.out, sid, a.agent, a.worker)
+		l.sink.register(sid, a.agent, a.worker)
 		l.members[sid] = struct{}{}
 		s.setCur(ctx, a, l)
 		s.welcome(ctx, a, l)
-		s.armFlush(ctx, l)
 	case protoStratum:
 		l.members[sid] = struct{}{}
 		s.setCur(ctx, a, l)
@@ -900,23 +891,26 @@ func (s *Slot) attachOn(ctx actor.Context, l *link, sid uint16, a *attached) {
 // difficulty and newest job (clean), in that order.
 func (s *Slot) welcome(ctx actor.Context, a *attached, l *link) {
 	at := &wire.Attached{Upstream: s.self, Gen: l.gen, Pool: l.name}
+	if l.sink != nil {
+		at.Sink = l.sink
+	}
 	if l.emap != nil && !l.emap.withSID {
 		at.EN1, at.EN2Size = l.emap.minerEN1, l.emap.minerEN2
 	}
-	ctx.Send(a.pid, at)
+	a.miner.Tell(at)
 	if a.mask != 0 {
-		ctx.Send(a.pid, &msg.VersionMaskSet{Mask: l.mask})
+		a.miner.Tell(&msg.VersionMaskSet{Mask: l.mask})
 	}
 	jd := l.diff
 	if l.latest != nil && l.proto != protoAgent {
 		jd = l.latestDif // the pool judges the job at the difficulty it came with
 	}
-	ctx.Send(a.pid, &msg.DifficultySet{Difficulty: jd})
+	a.miner.Tell(&msg.DifficultySet{Difficulty: jd})
 	if l.latest != nil {
-		ctx.Send(a.pid, &msg.JobNotified{Job: withCleanLine(l.latest), Clean: true})
+		a.miner.Tell(&msg.JobNotified{Job: withCleanLine(l.latest), Clean: true})
 	}
 	if jd != l.diff {
-		ctx.Send(a.pid, &msg.DifficultySet{Difficulty: l.diff})
+		a.miner.Tell(&msg.DifficultySet{Difficulty: l.diff})
 	}
 }
 
@@ -948,9 +942,8 @@ func (s *Slot) leave(ctx actor.Context, sid uint16, a *attached) {
 	}
 }
 
-func (s *Slot) unregister(ctx actor.Context, l *link, sid uint16) {
-	l.out = codec.AppendUnregisterWorker(l.out, sid)
-	s.armFlush(ctx, l)
+func (s *Slot) unregister(_ actor.Context, l *link, sid uint16) {
+	l.sink.unregister(sid)
 }
 
 func (s *Slot) mainLinks() []*link {
@@ -1006,11 +999,20 @@ func (s *Slot) onJob(ctx actor.Context, l *link, n *codec.Notify, at time.Time) 
 	// would be 10,000 allocations per job.
 	note := &msg.JobNotified{Job: j}
 	if l.perMiner {
-		s.eachUser(l, func(a *attached) { ctx.Send(a.pid, note) })
+		s.eachUser(l, func(a *attached) { a.miner.Tell(note) })
 		return
 	}
 	s.env.Chain.OnJob(&msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
-	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, note) })
+	// The broadcast: each Tell writes the pre-encoded line to the miner's
+	// socket on this goroutine (the slots of a listener broadcast in
+	// parallel). Its duration from the job's arrival is the fan-out; jobs
+	// given later to joining or moving miners are not part of it.
+	if l.users > 0 {
+		s.eachUser(l, func(a *attached) { a.miner.Tell(note) })
+		if fo := s.env.Stats.FanoutNanos; fo != nil && !at.IsZero() {
+			fo.Observe(time.Since(at))
+		}
+	}
 	// The coordinator keeps the newest job as the template for placeholder work.
 	ctx.Send(s.env.Coordinator, &msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
 }
@@ -1083,7 +1085,7 @@ func (s *Slot) onSetDiff(ctx actor.Context, l *link, m *poolSetDiff) {
 	d := &msg.DifficultySet{Difficulty: float64(uint64(1) << m.exp)}
 	for _, sid := range m.sids {
 		if a, ok := s.attached[sid]; ok && a.cur == l {
-			ctx.Send(a.pid, d)
+			a.miner.Tell(d)
 		}
 	}
 }
@@ -1097,7 +1099,7 @@ func (s *Slot) onStratumDiff(ctx actor.Context, l *link, d float64) {
 	}
 	l.diff = d
 	m := &msg.DifficultySet{Difficulty: d}
-	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, m) })
+	s.eachUser(l, func(a *attached) { a.miner.Tell(m) })
 }
 
 func (s *Slot) onMask(ctx actor.Context, l *link, mask uint32) {
@@ -1105,7 +1107,8 @@ func (s *Slot) onMask(ctx actor.Context, l *link, mask uint32) {
 		return
 	}
 	l.mask = mask
-	s.eachUser(l, func(a *attached) { ctx.Send(a.pid, &msg.VersionMaskSet{Mask: mask}) })
+	vm := &msg.VersionMaskSet{Mask: mask}
+	s.eachUser(l, func(a *attached) { a.miner.Tell(vm) })
 }
 
 // onExtranonce applies a pool's mining.set_extranonce: later jobs use the
@@ -1147,56 +1150,43 @@ func (s *Slot) serves(l *link, sid uint16) bool {
 	return ok
 }
 
+// submit takes a share that came as a message: a plain Stratum link's, or
+// a late share for an agent link that is being replaced (shares for a
+// link's current generation go straight into its sink).
 func (s *Slot) submit(ctx actor.Context, m *wire.Submit) {
 	sid := m.Share.SessionID
 	l := s.links[m.Gen]
 	if l == nil || s.attached[sid] == nil || !s.serves(l, sid) {
 		// Never write a share the pool would drop without a verdict: that would
-		// shift every later SUBMIT_RESPONSE onto the wrong miner (§10.3).
-		s.answer(ctx, pending{miner: m.Miner, reqID: m.ReqID, st: m.Stats}, codec.StatusJobNotFoundOrStale, "job belongs to a pool link that is gone", true)
+		// shift every later SUBMIT_RESPONSE onto the wrong miner.
+		answerPending(s.env.Stats, &m.Pending, codec.StatusJobNotFoundOrStale, "job belongs to a pool link that is gone", true)
 		return
 	}
-	if l.proto == protoAgent {
-		s.agentSubmit(ctx, l, m)
+	if l.sink != nil {
+		if st := l.sink.Submit(&m.Share, &m.Pending, false); st != 0 {
+			answerPending(s.env.Stats, &m.Pending, st, "job belongs to a pool link that is gone", true)
+		}
 		return
 	}
 	s.stratumSubmit(ctx, l, m)
 }
 
-func (s *Slot) agentSubmit(ctx actor.Context, l *link, m *wire.Submit) {
-	sh := codec.Share{
-		JobID: m.Share.ShortJobID, SessionID: m.Share.SessionID, ExtraNonce2: m.Share.ExtraNonce2,
-		Nonce: m.Share.Nonce, NTime: m.Share.NTime, VersionBits: m.Share.VersionBits,
-		HasTime: m.Share.NTime != m.Share.JobNTime, HasVersion: m.Share.HasVersion,
-	}
-	l.out = codec.AppendSubmitShare(l.out, &sh)
-	s.env.Stats.SharesSent.Add(1)
-	p := pending{miner: m.Miner, reqID: m.ReqID, diff: m.Diff, st: m.Stats}
-	if l.hs.Subres {
-		l.verdicts[l.index] = p
-		l.index++
-	} else {
-		l.answers = append(l.answers, p)
-	}
-	s.armFlush(ctx, l)
-}
-
 func (s *Slot) stratumSubmit(ctx actor.Context, l *link, m *wire.Submit) {
-	p := pending{miner: m.Miner, reqID: m.ReqID, diff: m.Diff, st: m.Stats}
-	rec := &l.ring[int(m.Share.ShortJobID)%len(l.ring)]
-	if rec.job == nil || rec.job.ShortID != m.Share.ShortJobID {
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, "job no longer known to the pool link", true)
+	p := &m.Pending
+	rec := &l.ring[int(m.Share.JobID)%len(l.ring)]
+	if rec.job == nil || rec.job.ShortID != m.Share.JobID {
+		answerPending(s.env.Stats, p, codec.StatusJobNotFoundOrStale, "job no longer known to the pool link", true)
 		return
 	}
 	if l.broken {
 		// The pool's new extranonce2 size no longer fits this job's layout.
-		s.answer(ctx, p, codec.StatusJobNotFoundOrStale, "the pool changed the extranonce; job is stale", true)
+		answerPending(s.env.Stats, p, codec.StatusJobNotFoundOrStale, "the pool changed the extranonce; job is stale", true)
 		return
 	}
 	l.nextReq++
 	sh := &m.Share
 	l.out = appendStratumSubmit(l.out, l.nextReq, []byte(l.shs.User), rec, sh.SessionID, sh.ExtraNonce2, sh.NTime, sh.Nonce, sh.VersionBits, sh.HasVersion)
-	l.reqs[l.nextReq] = p
+	l.reqs[l.nextReq] = *p
 	s.env.Stats.SharesSent.Add(1)
 	if l.perMiner {
 		s.flush(ctx, l) // one miner's shares are rare: no window
@@ -1205,6 +1195,7 @@ func (s *Slot) stratumSubmit(ctx actor.Context, l *link, m *wire.Submit) {
 	s.armFlush(ctx, l)
 }
 
+// armFlush schedules a stratum link's write (agent links' sinks arm themselves).
 func (s *Slot) armFlush(ctx actor.Context, l *link) {
 	if s.env.FlushInterval <= 0 {
 		s.flush(ctx, l)
@@ -1218,39 +1209,17 @@ func (s *Slot) armFlush(ctx actor.Context, l *link) {
 	time.AfterFunc(s.env.FlushInterval, func() { root.Send(self, &flushNow{gen: gen}) })
 }
 
-func (s *Slot) flush(ctx actor.Context, l *link) {
+// flush writes what the link has buffered now.
+func (s *Slot) flush(_ actor.Context, l *link) {
+	if l.sink != nil {
+		l.sink.Flush(time.Now())
+		return
+	}
 	if len(l.out) == 0 {
 		return
 	}
-	if l.proto != protoAgent {
-		l.lazyWrite(l.out)
-		l.out = l.out[:0]
-		return
-	}
-	next, ok := l.tryWrite(l.out)
-	if !ok {
-		// The writer is still busy (slow uplink): keep coalescing.
-		s.armFlush(ctx, l)
-		return
-	}
-	l.out = next
-	for _, p := range l.answers {
-		s.answer(ctx, p, codec.StatusAccept, "", false)
-	}
-	l.answers = l.answers[:0]
-}
-
-func (s *Slot) onVerdict(ctx actor.Context, l *link, m *poolVerdict) {
-	p, ok := l.verdicts[m.index]
-	if !ok {
-		s.log().WithField("index", m.index).Debug("verdict for an unknown submit index; ignored")
-		return
-	}
-	delete(l.verdicts, m.index)
-	s.answer(ctx, p, m.status, "", false)
-	if l.retiring {
-		s.checkRetire(ctx, l, false)
-	}
+	l.send(l.out)
+	l.out = l.out[:0]
 }
 
 func (s *Slot) onStratumReply(ctx actor.Context, l *link, m *stratumReply) {
@@ -1259,28 +1228,8 @@ func (s *Slot) onStratumReply(ctx actor.Context, l *link, m *stratumReply) {
 		return // not a submit of ours
 	}
 	delete(l.reqs, m.id)
-	s.answer(ctx, p, m.status, m.text, false)
+	answerPending(s.env.Stats, &p, m.status, m.text, false)
 	if l.retiring {
 		s.checkRetire(ctx, l, false)
 	}
-}
-
-func (s *Slot) answer(ctx actor.Context, p pending, status codec.Status, text string, local bool) {
-	st := s.env.Stats
-	if status.Accepted() {
-		st.Accepted.Add(1)
-		st.AcceptedDiff.Add(p.diff)
-		if p.st != nil {
-			p.st.AddAccepted(p.diff, time.Now())
-		}
-	} else {
-		st.Reject(status.Reason())
-		if local {
-			st.LocalRejected.Add(1)
-		}
-		if p.st != nil {
-			p.st.Rejected.Add(1)
-		}
-	}
-	ctx.Send(p.miner, &msg.ShareAnswered{ReqID: p.reqID, Status: status, Text: text, Local: local})
 }

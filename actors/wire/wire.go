@@ -1,18 +1,81 @@
 // Package wire holds the messages the core actors exchange that carry actor
-// addresses (PIDs) or internal bookkeeping. Plugins never see these; their
+// addresses (PIDs, miner handles) or internal bookkeeping, and the two small
+// interfaces of the share path: Miner (a session as its links see it) and
+// Sink (the hot half of a pool link). Plugins never see these; their
 // vocabulary is package msg, which stays free of protoactor types.
 package wire
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/btcagent/btcagent/actors/msg"
 	"github.com/btcagent/btcagent/actors/stats"
+	"github.com/btcagent/btcagent/codec"
 )
+
+// Miner is a miner session as the coordinator and the links address it.
+// Sessions are actors without a protoactor mailbox (docs/ARCHITECTURE.md):
+// Tell runs the message on the caller's goroutine when the session is idle
+// and queues it when another goroutine is running it, so messages are
+// handled one at a time and in each sender's order, and Tell never blocks.
+type Miner interface {
+	Tell(m any)
+	// AnswerShare is Tell(&msg.ShareAnswered{...}) without the allocation:
+	// reqID is copied only if the answer has to be queued.
+	AnswerShare(reqID []byte, status codec.Status, text string)
+}
+
+// Sink is the hot half of a pool link (agent protocol): the miner's own
+// goroutine encodes its share into the link's buffer, and the event loop
+// writes the buffer when its flush window closes. The link's actor keeps
+// everything else.
+type Sink interface {
+	// Gen is the link generation whose jobs this sink carries.
+	Gen() uint64
+	// Submit queues one share. It returns 0 when the share is queued (its
+	// answer comes later through p.Miner) or the status to answer at once
+	// when the link can no longer carry it. Urgent (a block candidate)
+	// asks for the buffer to be written without waiting for the window.
+	Submit(sh *codec.Share, p *Pending, urgent bool) codec.Status
+}
+
+// Pending is a share waiting for its answer: who to tell, and what to count.
+type Pending struct {
+	Miner Miner
+	ReqID ReqID
+	Diff  float64
+	Stats *stats.Miner
+}
+
+// ReqID holds a miner's JSON request id without a heap allocation for the
+// usual short ids (numbers, short strings).
+type ReqID struct {
+	inline [22]byte
+	n      uint8
+	long   []byte
+}
+
+// SetReqID copies b into r.
+func (r *ReqID) Set(b []byte) {
+	if len(b) <= len(r.inline) {
+		r.n = uint8(copy(r.inline[:], b))
+		r.long = nil
+		return
+	}
+	r.n = 0
+	r.long = append([]byte(nil), b...)
+}
+
+// Bytes returns the id; it aliases r, so r must not move while it is used.
+func (r *ReqID) Bytes() []byte {
+	if r.long != nil {
+		return r.long
+	}
+	return r.inline[:r.n]
+}
 
 // Attach asks an upstream link to take a miner: REGISTER it at the pool and
 // send it the default difficulty, the version mask and the last job (clean).
 type Attach struct {
-	Miner       *actor.PID
+	Miner       Miner
 	SessionID   uint16
 	UserAgent   string
 	Worker      string
@@ -45,6 +108,9 @@ type Attached struct {
 	Upstream *actor.PID
 	Gen      uint64
 	Pool     string
+	// Sink, when set, takes this link's shares directly (agent links);
+	// otherwise shares go to Upstream as Submit messages.
+	Sink Sink
 	// EN1 and EN2Size, when EN1 is set, replace the miner's extranonce
 	// (mining.set_extranonce; only for miners that subscribed to it). Empty
 	// means the session's own: "%08x" of its id and 4 bytes.
@@ -57,28 +123,13 @@ type Parked struct {
 	Reason string
 }
 
-// Submit carries one share from a miner to its upstream link.
+// Submit carries one share from a miner to its upstream link's actor: the
+// path for links without a Sink (plain Stratum) and for late shares of a
+// link that is being replaced.
 type Submit struct {
-	Miner *actor.PID
-	ReqID []byte // the miner's JSON id (copied)
-	Gen   uint64 // the link generation of the job
-	Share shareFields
-	Diff  float64
-	Stats *stats.Miner
-}
-
-type shareFields = ShareFields
-
-// ShareFields is the binary content of a share.
-type ShareFields struct {
-	SessionID   uint16
-	ShortJobID  uint8
-	ExtraNonce2 uint32
-	Nonce       uint32
-	NTime       uint32
-	JobNTime    uint32
-	VersionBits uint32
-	HasVersion  bool
+	Gen     uint64 // the link generation of the job
+	Share   codec.Share
+	Pending Pending
 }
 
 // Tick drives per-miner timeouts from one ticker instead of a timer per miner.
@@ -111,9 +162,6 @@ type UpstreamState struct {
 	// Protocol of the pool link: agent, stratum or stratum-per-miner.
 	Protocol string
 }
-
-// FakeJob asks miners parked under the "fake" policy to take a placeholder job.
-type FakeJob = msg.JobNotified
 
 // DisconnectAll asks a coordinator to disconnect every miner it knows (sent
 // by Agent.Reload before it retires a listener's coordinator). With Reconnect

@@ -47,21 +47,21 @@ type Options struct {
 
 // Agent is a running btcagent.
 type Agent struct {
-	cfg        *config.Config
-	opts       Options
-	log        *logrus.Logger
-	system     *actor.ActorSystem
-	pool       *dispatch.Pool
-	engine     *netio.Engine
-	alloc      *sessionid.Allocator
-	gens       atomic.Uint64
-	poolMask   atomic.Uint32
-	limiter    *logging.RateLimited
-	mu         sync.RWMutex // guards cfg and listeners, which Reload replaces
-	listeners  []*Listener
-	stopOnce   sync.Once
-	reloadMu   sync.Mutex    // one Reload at a time, and never during Stop
-	restarts   atomic.Uint64 // suffix for the names of restarted coordinators
+	cfg       *config.Config
+	opts      Options
+	log       *logrus.Logger
+	system    *actor.ActorSystem
+	pool      *dispatch.Pool
+	engine    *netio.Engine
+	alloc     *sessionid.Allocator
+	gens      atomic.Uint64
+	poolMask  atomic.Uint32
+	limiter   *logging.RateLimited
+	mu        sync.RWMutex // guards cfg and listeners, which Reload replaces
+	listeners []*Listener
+	stopOnce  sync.Once
+	reloadMu  sync.Mutex    // one Reload at a time, and never during Stop
+	restarts  atomic.Uint64 // suffix for the names of restarted coordinators
 }
 
 // Listener is one [[listen]] block at run time.

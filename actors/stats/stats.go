@@ -33,7 +33,7 @@ type Listener struct {
 	PluginErrors  atomic.Int64
 	RateDropped   atomic.Int64 // miner requests dropped by the per-miner rate limit
 	FanoutNanos   *Histogram   // pool job arrival to its last miner write, one sample per broadcast
-	miners        sync.Map // session id (uint16) -> *Miner
+	miners        sync.Map     // session id (uint16) -> *Miner
 }
 
 // NewListener returns zeroed counters.

@@ -26,6 +26,9 @@ type HashJob struct {
 	Version  uint32
 	NBits    uint32
 	NTime    uint32
+	// Network is the block target nBits encodes: a share whose hash meets
+	// it is a block candidate.
+	Network Target
 }
 
 // NewHashJob decodes a notify. coinb1Suffix is extra hex appended to coinb1
@@ -33,6 +36,7 @@ type HashJob struct {
 // the miner hashes.
 func NewHashJob(n *Notify, coinb1Suffix string) (*HashJob, error) {
 	j := &HashJob{Version: n.VersionValue(), NBits: n.NBitsValue(), NTime: n.NTimeValue()}
+	j.Network = TargetFromBits(j.NBits)
 	ph, err := hex.DecodeString(n.PrevHash)
 	if err != nil || len(ph) != 32 {
 		return nil, fmt.Errorf("codec: prevhash: not 32 bytes of hex")
@@ -134,6 +138,34 @@ func TargetFromDifficulty(d float64) Target {
 		return t
 	}
 	n.FillBytes(t[:])
+	return t
+}
+
+// TargetFromBits expands a compact nBits value: mantissa × 256^(exponent−3).
+// A negative or overflowing encoding yields the zero target (met by no hash
+// but zero), so a malformed job can never make every share a "block".
+func TargetFromBits(bits uint32) Target {
+	var t Target
+	exp := int(bits >> 24)
+	mant := bits & 0x007fffff
+	if bits&0x00800000 != 0 || mant == 0 {
+		return t
+	}
+	// The mantissa's three bytes end at byte index 32-(exp-3)-1 of the
+	// big-endian number.
+	for i := 0; i < 3; i++ {
+		b := byte(mant >> (8 * (2 - i)))
+		pos := 32 - exp + i
+		if pos < 0 {
+			if b != 0 {
+				return Target{} // overflow
+			}
+			continue
+		}
+		if pos < 32 {
+			t[pos] = b
+		}
+	}
 	return t
 }
 

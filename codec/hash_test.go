@@ -187,3 +187,40 @@ func repeat64(s string) string {
 	}
 	return out
 }
+
+func TestTargetFromBits(t *testing.T) {
+	hexT := func(s string) Target {
+		var tg Target
+		b, err := hex.DecodeString(s)
+		if err != nil || len(b) != 32 {
+			t.Fatalf("bad hex %q", s)
+		}
+		copy(tg[:], b)
+		return tg
+	}
+	cases := []struct {
+		bits uint32
+		want string
+	}{
+		// The genesis block's nBits, difficulty 1.
+		{0x1d00ffff, "00000000ffff0000000000000000000000000000000000000000000000000000"},
+		// Block 800,000's nBits.
+		{0x17053894, "0000000000000000000538940000000000000000000000000000000000000000"},
+		// Small exponents shift the mantissa right (regtest's 0x207fffff).
+		{0x207fffff, "7fffff0000000000000000000000000000000000000000000000000000000000"},
+		{0x03123456, "0000000000000000000000000000000000000000000000000000000000123456"},
+		{0x02123456, "0000000000000000000000000000000000000000000000000000000000001234"},
+		// Negative and zero mantissas give the zero target.
+		{0x1d80ffff, "0000000000000000000000000000000000000000000000000000000000000000"},
+		{0x1d000000, "0000000000000000000000000000000000000000000000000000000000000000"},
+	}
+	for _, c := range cases {
+		if got := TargetFromBits(c.bits); got != hexT(c.want) {
+			t.Errorf("TargetFromBits(%08x) = %x, want %s", c.bits, got, c.want)
+		}
+	}
+	// Difficulty 1 from nBits equals difficulty 1 as a share target.
+	if TargetFromBits(0x1d00ffff) != TargetFromDifficulty(1) {
+		t.Error("nBits 1d00ffff is not difficulty 1")
+	}
+}

@@ -800,7 +800,7 @@ func (s *Session) submit(r *codec.Request) {
 		// The hot path: straight into the link's buffer on this goroutine.
 		p := wire.Pending{Miner: s, Diff: e.diff, Stats: s.st}
 		p.ReqID.Set(r.ID)
-		if st := s.sink.Submit(&sh, &p, urgent); st != 0 {
+		if st := s.sink.Submit(sh, p, urgent); st != 0 {
 			s.reject(r.ID, st, "job belongs to a pool link that is gone", st.Reason())
 		}
 		return

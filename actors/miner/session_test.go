@@ -78,9 +78,9 @@ type harness struct {
 type recSink struct{ h *harness }
 
 func (r recSink) Gen() uint64 { return 1 }
-func (r recSink) Submit(sh *codec.Share, p *wire.Pending, _ bool) codec.Status {
+func (r recSink) Submit(sh codec.Share, p wire.Pending, _ bool) codec.Status {
 	r.h.mu.Lock()
-	r.h.submits = append(r.h.submits, *sh)
+	r.h.submits = append(r.h.submits, sh)
 	r.h.mu.Unlock()
 	p.Miner.AnswerShare(p.ReqID.Bytes(), codec.StatusAccept, "")
 	return 0

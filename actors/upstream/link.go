@@ -78,6 +78,10 @@ type link struct {
 	// goroutine that exists only while there is output (per-miner links are
 	// many and mostly idle). See send.
 	raw       syscall.RawConn // nil: always through the writer
+	rawFn     func(fd uintptr) bool
+	rawBuf    []byte // the bytes rawFn writes, and what it did (under wmu)
+	rawN      int
+	rawErr    error
 	wmu       sync.Mutex
 	wpend     []byte
 	writing   bool
@@ -119,6 +123,9 @@ func (l *link) pendingCount() int {
 func (l *link) setRaw() {
 	if tc, ok := l.conn.(*net.TCPConn); ok && haveRawWrite {
 		l.raw, _ = tc.SyscallConn()
+		// Bound once: a closure made per write would escape into the
+		// RawConn interface, an allocation per flush.
+		l.rawFn = func(fd uintptr) bool { l.rawN, l.rawErr = rawWrite(fd, l.rawBuf); return true }
 	}
 }
 
@@ -141,11 +148,12 @@ func (l *link) send(b []byte) {
 		return
 	}
 	if !l.writing && l.raw != nil {
-		var n int
-		var err error
-		if cerr := l.raw.Write(func(fd uintptr) bool { n, err = rawWrite(fd, b); return true }); cerr != nil {
-			err = cerr
+		l.rawBuf = b
+		if cerr := l.raw.Write(l.rawFn); cerr != nil {
+			l.rawErr = cerr
 		}
+		n, err := l.rawN, l.rawErr
+		l.rawBuf, l.rawErr = nil, nil
 		if n > 0 && l.onWritten != nil {
 			l.onWritten(n)
 		}

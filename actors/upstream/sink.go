@@ -60,7 +60,7 @@ func newAgentSink(l *link, interval time.Duration, st *stats.Listener, timer boo
 func (k *agentSink) Gen() uint64 { return k.gen }
 
 // Submit implements wire.Sink.
-func (k *agentSink) Submit(sh *codec.Share, p *wire.Pending, urgent bool) codec.Status {
+func (k *agentSink) Submit(sh codec.Share, p wire.Pending, urgent bool) codec.Status {
 	k.mu.Lock()
 	if _, ok := k.members[sh.SessionID]; !ok || k.closed {
 		// Never write a share the pool would drop without a verdict: that
@@ -68,12 +68,12 @@ func (k *agentSink) Submit(sh *codec.Share, p *wire.Pending, urgent bool) codec.
 		k.mu.Unlock()
 		return codec.StatusJobNotFoundOrStale
 	}
-	k.out = codec.AppendSubmitShare(k.out, sh)
+	k.out = codec.AppendSubmitShare(k.out, &sh)
 	if k.subres {
-		k.verdicts[k.index] = *p
+		k.verdicts[k.index] = p
 		k.index++
 	} else {
-		k.answers = append(k.answers, *p)
+		k.answers = append(k.answers, p)
 	}
 	k.armLocked(urgent)
 	k.mu.Unlock()

@@ -1163,7 +1163,7 @@ func (s *Slot) submit(ctx actor.Context, m *wire.Submit) {
 		return
 	}
 	if l.sink != nil {
-		if st := l.sink.Submit(&m.Share, &m.Pending, false); st != 0 {
+		if st := l.sink.Submit(m.Share, m.Pending, false); st != 0 {
 			answerPending(s.env.Stats, &m.Pending, st, "job belongs to a pool link that is gone", true)
 		}
 		return

@@ -34,7 +34,9 @@ type Sink interface {
 	// answer comes later through p.Miner) or the status to answer at once
 	// when the link can no longer carry it. Urgent (a block candidate)
 	// asks for the buffer to be written without waiting for the window.
-	Submit(sh *codec.Share, p *Pending, urgent bool) codec.Status
+	// Both are passed by value: through an interface a pointer would make
+	// them escape, an allocation per share.
+	Submit(sh codec.Share, p Pending, urgent bool) codec.Status
 }
 
 // Pending is a share waiting for its answer: who to tell, and what to count.

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -137,7 +138,8 @@ func serve(cfg *config.Config, log *logrus.Logger, opts daemonOptions, stop <-ch
 	defer signal.Stop(sig)
 	soft, hard := raiseFileLimit()
 	gc := tuneGC()
-	log.WithFields(logrus.Fields{"soft": soft, "hard": hard, "gc_percent": gc, "version": version}).Info("btcagent starting (open-files limit)")
+	procs := tuneProcs()
+	log.WithFields(logrus.Fields{"soft": soft, "hard": hard, "gc_percent": gc, "gomaxprocs": procs, "version": version}).Info("btcagent starting (open-files limit)")
 	a, err := agent.New(cfg, log, agent.Options{})
 	if err != nil {
 		return err
@@ -228,4 +230,20 @@ func tuneGC() int {
 	}
 	debug.SetGCPercent(defaultGCPercent)
 	return defaultGCPercent
+}
+
+// tuneProcs gives the runtime one P more than it would take by default when
+// the miner event loop is the Linux epoll loop: that loop waits in
+// epoll_pwait through RawSyscall and keeps its P while it waits (see
+// actors/netio/loop_linux.go), so without the extra P the link actors, the
+// job fan-out and the GC would have one core less than the machine has. The
+// loop's thread sleeps in the kernel, so the extra P costs no CPU.
+// GOMAXPROCS in the environment wins.
+func tuneProcs() int {
+	if os.Getenv("GOMAXPROCS") != "" || runtime.GOOS != "linux" {
+		return runtime.GOMAXPROCS(0)
+	}
+	n := runtime.GOMAXPROCS(0) + 1
+	runtime.GOMAXPROCS(n)
+	return n
 }

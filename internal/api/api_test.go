@@ -268,6 +268,17 @@ func TestUpstreamsJSON(t *testing.T) {
 // The scrape matches the counters it is made from.
 func TestMetrics(t *testing.T) {
 	f := newFarm(t, "")
+	// The fan-out histogram counts broadcasts of pool jobs to connected
+	// miners (not the job a miner gets when it joins): send one.
+	fo := f.agent.Listeners()[0].Stats.FanoutNanos
+	before := fo.Count()
+	f.pool.NewJob(false)
+	for deadline := time.Now().Add(30 * time.Second); fo.Count() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("no job broadcast observed in the fan-out histogram")
+		}
+		time.Sleep(10 * time.Millisecond) // nothing to await: the histogram has no notification
+	}
 	code, body := f.get(t, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)

@@ -168,6 +168,9 @@ func (s *ShareCheck) OnSubmit(m *msg.ShareSubmitted) msg.Verdict {
 	if !st.target.Met(h) {
 		return reject(m, codec.StatusLowDifficulty)
 	}
+	// A block: the core writes it to the pool at once, not at the end of
+	// the flush window.
+	m.BlockCandidate = j.Hash.Network.Met(h)
 	return msg.Continue
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/btcagent/btcagent/config"
 	"github.com/btcagent/btcagent/internal/logging"
 	"github.com/btcagent/btcagent/plugins"
+	cmap "github.com/orcaman/concurrent-map"
 	"github.com/sirupsen/logrus"
 )
 
@@ -115,6 +116,17 @@ func (p *port) close() {
 // Addr is the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.port.ln.Addr() }
 
+func init() {
+	// protoactor's process registry is 1,024 concurrent maps of
+	// cmap.SHARD_COUNT shards each: 32,768 locked maps and ~3 MB of heap
+	// with the default of 32, for the handful of actors an agent has
+	// (miner sessions are not registered). One shard per map keeps the
+	// registry's 1,024-way spread and costs ~0.1 MB. The variable is read
+	// only when a map is created, so it must be set before any actor
+	// system exists: hence init.
+	cmap.SHARD_COUNT = 1
+}
+
 // New builds an agent from a validated config; Start opens the ports.
 func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	if opts.TickInterval <= 0 {
@@ -135,7 +147,9 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.engine = eng
-	a.pool = dispatch.New(opts.Workers, 0, 0)
+	// A few hundred queued activations is plenty for a handful of actors;
+	// the pool runs the rest on goroutines rather than block a sender.
+	a.pool = dispatch.New(opts.Workers, 1024, 0)
 	a.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(logging.SlogHandler(log, slog.LevelWarn)).With("lib", "protoactor")

@@ -102,9 +102,8 @@ type Ping struct{ Reply chan Pong }
 type Pong struct{ Authorized, Closing bool }
 
 type jobEntry struct {
-	job        *msg.Job
-	diff       float64
-	staleBlock bool
+	job  *msg.Job
+	diff float64
 }
 
 // Session is the miner actor.
@@ -113,41 +112,42 @@ type Session struct {
 	conn Conn
 
 	// The mailbox: see the package comment.
-	mu      sync.Mutex
-	running bool
-	queue   []any
+	mu    sync.Mutex
+	queue *[]any // messages that arrived while running (rare: nil otherwise)
 
-	split   codec.Splitter
-	emit    func(codec.Chunk) error // s.line, bound once
-	started bool                    // a first non-blank byte arrived
-	rate    rateLimit
+	split codec.Splitter
+	emit  func(codec.Chunk) error // s.line, bound once
+	rate  rateLimit
 
-	sid  uint16
-	en1  [4]byte
 	en1s string
-	en2n int // extranonce2 size; 0 means EN2Size (a link may change both, see setExtranonce)
-
-	subscribed, authorized, closing bool
-	extranonceSub                   bool
-	info                            msg.MinerInfo
-	askMask, sentMask, poolMask     uint32
-	configured                      bool
+	info msg.MinerInfo
 
 	upstream *actor.PID
 	sink     wire.Sink // the serving link's share buffer (agent links)
-	gen      uint64
-	parked   bool
-	done     bool // torn down: the coordinator has been told
 
 	diff      float64 // applies to the next job
 	jobs      [jobRing]jobEntry
-	jobPos    int
 	latest    *msg.Job
 	scratch   msg.Scratch
 	st        *stats.Miner
-	connected time.Time
-	lastReq   time.Time
-	badLines  int
+	connected int64 // unix nanos
+	lastReq   int64 // unix nanos of the last request line
+
+	askMask, sentMask, poolMask uint32
+
+	// The small fields together, so they share words. The flags:
+	// running — a goroutine is handling a message (the mailbox);
+	// started — a first non-blank byte arrived; done — torn down, the
+	// coordinator has been told; parked — no link serves the miner.
+	sid                             uint16
+	en1                             [4]byte
+	en2n                            uint8 // extranonce2 size; 0 means EN2Size (a link may change both, see setExtranonce)
+	jobPos                          uint8
+	stale                           uint8 // bit i: jobs[i] is from before the newest block
+	badLines                        uint8
+	running, started, done, parked  bool
+	subscribed, authorized, closing bool
+	extranonceSub, configured       bool
 }
 
 // Scratch space is pooled, not kept per session: a scanned request is ~700
@@ -169,7 +169,7 @@ func New(env *Env, sid uint16, st *stats.Miner) *Session {
 	s.rate.init(env.RateLimit)
 	s.en1 = [4]byte{0, 0, byte(sid >> 8), byte(sid)}
 	s.en1s = codec.Hex32(uint32(sid))
-	s.connected = time.Now()
+	s.connected = time.Now().UnixNano()
 	s.lastReq = s.connected
 	s.info = msg.MinerInfo{SessionID: sid, Listener: env.Listener, Port: env.Port}
 	if st != nil {
@@ -185,7 +185,10 @@ func New(env *Env, sid uint16, st *stats.Miner) *Session {
 func (s *Session) enter(m func() any) bool {
 	s.mu.Lock()
 	if s.running {
-		s.queue = append(s.queue, m())
+		if s.queue == nil {
+			s.queue = new([]any)
+		}
+		*s.queue = append(*s.queue, m())
 		s.mu.Unlock()
 		return false
 	}
@@ -198,15 +201,16 @@ func (s *Session) enter(m func() any) bool {
 func (s *Session) leave() {
 	for {
 		s.mu.Lock()
-		if len(s.queue) == 0 {
+		if s.queue == nil || len(*s.queue) == 0 {
 			s.running = false
 			s.queue = nil
 			s.mu.Unlock()
 			return
 		}
-		m := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+		q := *s.queue
+		m := q[0]
+		q[0] = nil
+		*s.queue = q[1:]
 		s.mu.Unlock()
 		s.receive(m)
 	}
@@ -281,14 +285,14 @@ func (s *Session) receive(m any) {
 		// reconnect) keeps the old one open for late shares: jobs from the
 		// same slot stay submittable and the slot routes them by generation.
 		sameSlot := s.upstream != nil && m.Upstream != nil && s.upstream.Equal(m.Upstream)
-		s.upstream, s.sink, s.gen, s.parked = m.Upstream, m.Sink, m.Gen, false
+		s.upstream, s.sink, s.parked = m.Upstream, m.Sink, false
 		s.st.SetUpstream(m.Pool)
 		if s.setExtranonce(m.EN1, m.EN2Size) || !sameSlot {
 			// Jobs of another slot, or of another extranonce, can never be valid here.
 			s.jobs = [jobRing]jobEntry{}
 		}
 	case *wire.Parked:
-		s.upstream, s.sink, s.gen, s.parked = nil, nil, 0, true
+		s.upstream, s.sink, s.parked = nil, nil, true
 		s.st.SetUpstream("")
 	case *msg.Disconnect:
 		if m.Reconnect {
@@ -439,12 +443,12 @@ func (s *Session) tick(now time.Time) {
 		// tick in between must not read the zero connect time as a timeout.
 		return
 	}
-	if !s.authorized && s.env.LoginTimeout > 0 && now.Sub(s.connected) > s.env.LoginTimeout {
+	if !s.authorized && s.env.LoginTimeout > 0 && now.Sub(time.Unix(0, s.connected)) > s.env.LoginTimeout {
 		s.env.Limiter.Warn("login-timeout", logrus.Fields{"remote": s.info.Remote.String()}, "miner did not subscribe and authorize in time; closing")
 		s.close("login timeout")
 		return
 	}
-	if s.authorized && s.env.IdleTimeout > 0 && now.Sub(s.lastReq) > s.env.IdleTimeout {
+	if s.authorized && s.env.IdleTimeout > 0 && now.Sub(time.Unix(0, s.lastReq)) > s.env.IdleTimeout {
 		s.env.Limiter.Warn("idle-timeout", logrus.Fields{"remote": s.info.Remote.String(), "worker": s.info.Worker}, "miner silent past the idle timeout; closing")
 		s.close("idle timeout")
 	}
@@ -456,7 +460,7 @@ func (s *Session) handleLine(line []byte, now time.Time) {
 	if s.closing {
 		return
 	}
-	s.lastReq = now
+	s.lastReq = now.UnixNano()
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return
@@ -527,7 +531,7 @@ func (s *Session) subscribe(r *codec.Request) {
 
 func (s *Session) en2Size() int {
 	if s.en2n > 0 {
-		return s.en2n
+		return int(s.en2n)
 	}
 	return EN2Size
 }
@@ -543,7 +547,7 @@ func (s *Session) setExtranonce(en1 string, size int) (changed bool) {
 	if en1 == s.en1s && size == s.en2Size() {
 		return false
 	}
-	s.en1s, s.en2n = en1, size
+	s.en1s, s.en2n = en1, uint8(size)
 	s.en1 = [4]byte{}
 	if b, err := codec.DecodeHex(en1); err == nil && len(b) == 4 {
 		copy(s.en1[:], b)
@@ -693,12 +697,16 @@ func (s *Session) onJob(m *msg.JobNotified) {
 	j := m.Job
 	clean := m.Clean || j.Clean
 	if clean {
+		s.stale = 0
 		for i := range s.jobs {
-			s.jobs[i].staleBlock = s.jobs[i].job != nil
+			if s.jobs[i].job != nil {
+				s.stale |= 1 << i
+			}
 		}
 	}
 	s.jobPos = (s.jobPos + 1) % jobRing
 	s.jobs[s.jobPos] = jobEntry{job: j, diff: s.diff}
+	s.stale &^= 1 << s.jobPos
 	s.latest = j
 	if m.Clean && !j.Clean {
 		s.write(j.CleanLine)
@@ -707,14 +715,17 @@ func (s *Session) onJob(m *msg.JobNotified) {
 	}
 }
 
-func (s *Session) findJob(id []byte) *jobEntry {
+// findJob returns the ring entry of a job id and whether a newer block
+// has arrived since that job.
+func (s *Session) findJob(id []byte) (*jobEntry, bool) {
 	for i := 0; i < jobRing; i++ {
-		e := &s.jobs[(s.jobPos-i+jobRing)%jobRing]
+		k := (int(s.jobPos) - i + jobRing) % jobRing
+		e := &s.jobs[k]
 		if e.job != nil && e.job.ID == string(id) {
-			return e
+			return e, s.stale&(1<<k) != 0
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // ---- shares ----
@@ -743,7 +754,7 @@ func (s *Session) submit(r *codec.Request) {
 		s.reject(r.ID, codec.StatusIllegalParams, err.Error(), "illegal_params")
 		return
 	}
-	e := s.findJob(sub.JobID)
+	e, staleBlock := s.findJob(sub.JobID)
 	if e == nil {
 		s.reject(r.ID, codec.StatusJobNotFoundOrStale, "", "stale")
 		return
@@ -770,7 +781,7 @@ func (s *Session) submit(r *codec.Request) {
 			Info: &s.info, Job: job, Difficulty: e.diff, MinerEN1: s.en1,
 			ExtraNonce2: sub.ExtraNonce2, NTime: sub.NTime, Nonce: sub.Nonce,
 			VersionBits: bits, HasVersion: sub.HasVersion && bits != 0, VersionMask: s.sentMask,
-			Latest: job == s.latest, StaleBlock: e.staleBlock, Scratch: &s.scratch, Now: s.lastReq,
+			Latest: job == s.latest, StaleBlock: staleBlock, Scratch: &s.scratch, Now: time.Unix(0, s.lastReq),
 		}
 		v := s.env.Chain.OnSubmit(h)
 		code, text, reconnect := h.Code, h.Text, h.Reconnect

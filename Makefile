@@ -25,6 +25,7 @@ vet:
 
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -tags netio_portable ./actors/netio  # the non-Linux I/O fallback, on Linux
 
 race: test
 

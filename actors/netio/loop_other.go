@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux || netio_portable
 
 package netio
 
@@ -10,6 +10,8 @@ package netio
 // agent on Linux.
 
 import (
+	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -127,6 +129,9 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			break
 		}
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil // the peer closed: the same report as the Linux loop's
 	}
 	_ = c.Close()
 	c.e.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/btcagent/btcagent/actors/agent"
+	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/codec"
 )
 
@@ -219,9 +220,26 @@ func TestHostileUserAgents(t *testing.T) {
 	if len(page.Miners) != 1 {
 		t.Fatalf("want the hostile miner alone, got %+v", page.Miners)
 	}
+	bounded := func(where, ua string) {
+		t.Helper()
+		if len(ua) > codec.MaxUserAgentLen || !utf8.ValidString(ua) || strings.ContainsFunc(ua, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			t.Fatalf("%s: user agent of %d bytes starting %q is not bounded and printable", where, len(ua), ua[:min(len(ua), 40)])
+		}
+	}
 	got := page.Miners[0].UserAgent
-	if len(got) > codec.MaxUserAgentLen || !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return !unicode.IsPrint(r) }) {
-		t.Fatalf("user agent %q (%d bytes) is not bounded and printable", got, len(got))
+	bounded("API", got)
+	// What the miner stored, not only what the API shows: plugins, logs and
+	// every other consumer read this.
+	stored := 0
+	f.agent.Listeners()[0].Stats.Miners(func(m *stats.Miner) bool {
+		if ua, worker, _ := m.Identity(); strings.Contains(worker, "hostile") {
+			bounded("stored", ua)
+			stored++
+		}
+		return true
+	})
+	if stored != 1 {
+		t.Fatalf("%d stored miners named hostile, want 1", stored)
 	}
 	if !strings.HasPrefix(got, "?AAAA") {
 		t.Fatalf("user agent %q: want the override replaced and the text kept", got)

@@ -16,19 +16,21 @@ import (
 
 // Config is the whole agent configuration.
 type Config struct {
-	LogLevel     string          `toml:"log_level"`       // debug|info|warn|error
-	LogFormat    string          `toml:"log_format"`      // text|json
-	LogDir       string          `toml:"log_dir"`         // "" or "stderr" = stderr; after Load, relative paths are made absolute against the config file's directory
-	LogMaxSizeMB int             `toml:"log_max_size_mb"` // rotate the log file at this size
-	LogMaxFiles  int             `toml:"log_max_files"`   // rotated files kept
-	HTTPListen   string          `toml:"http_listen"`     // status/metrics/dashboard; "" disables
-	HTTPToken    string          `toml:"http_token"`      // optional bearer token for the HTTP endpoints
-	Upstream     UpstreamOptions `toml:"upstream"`
-	Miner        MinerOptions    `toml:"miner"`
-	Outage       OutageOptions   `toml:"outage"`
-	Listen       []Listener      `toml:"listen"`
-	Plugins      []PluginSpec    `toml:"-"` // from the [[plugins]] tables, in file order
-	Path         string          `toml:"-"` // absolute path of the file it was loaded from
+	LogLevel         string          `toml:"log_level"`            // debug|info|warn|error
+	LogFormat        string          `toml:"log_format"`           // text|json
+	LogDir           string          `toml:"log_dir"`              // "" or "stderr" = stderr; after Load, relative paths are made absolute against the config file's directory
+	LogMaxSizeMB     int             `toml:"log_max_size_mb"`      // rotate the log file at this size
+	LogMaxFiles      int             `toml:"log_max_files"`        // rotated files kept
+	HTTPListen       string          `toml:"http_listen"`          // status/metrics/dashboard; "" disables
+	HTTPToken        string          `toml:"http_token"`           // optional bearer token for the HTTP endpoints
+	HTTPAllowedHosts []string        `toml:"http_allowed_hosts"`   // Host names the HTTP server answers to besides loopback and http_listen
+	HTTPMaxConns     int             `toml:"http_max_connections"` // concurrent HTTP connections, 1..4096
+	Upstream         UpstreamOptions `toml:"upstream"`
+	Miner            MinerOptions    `toml:"miner"`
+	Outage           OutageOptions   `toml:"outage"`
+	Listen           []Listener      `toml:"listen"`
+	Plugins          []PluginSpec    `toml:"-"` // from the [[plugins]] tables, in file order
+	Path             string          `toml:"-"` // absolute path of the file it was loaded from
 }
 
 // UpstreamOptions tune the links from the agent to the pools.
@@ -106,6 +108,7 @@ func Default() *Config {
 		LogMaxSizeMB: 50,
 		LogMaxFiles:  5,
 		HTTPListen:   "127.0.0.1:8080",
+		HTTPMaxConns: 64,
 		Upstream: UpstreamOptions{
 			Connections:      2,
 			FlushInterval:    20 * time.Millisecond,
@@ -135,6 +138,9 @@ func Default() *Config {
 // other settings (address, name, connections, protocol). Load and Parse call
 // it; code that builds a Config by hand should too, before Validate.
 func (c *Config) ApplyDefaults() {
+	if len(c.HTTPAllowedHosts) == 0 {
+		c.HTTPAllowedHosts = nil // `= []` and no key are the same setting
+	}
 	for i := range c.Listen {
 		l := &c.Listen[i]
 		if l.Address == "" {

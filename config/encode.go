@@ -86,11 +86,14 @@ func (e *encoder) fields(section string, v, dflt reflect.Value) {
 			continue
 		}
 		k := f.Type.Kind()
-		if k == reflect.Struct || k == reflect.Slice {
+		if k == reflect.Struct || k == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
 			continue
 		}
 		if reflect.DeepEqual(v.Field(i).Interface(), dflt.Field(i).Interface()) {
 			continue
+		}
+		if k == reflect.Slice && v.Field(i).Len() == 0 && dflt.Field(i).Len() == 0 {
+			continue // nil and empty are the same setting
 		}
 		if !headed {
 			e.table("[" + section + "]")

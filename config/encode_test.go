@@ -37,6 +37,8 @@ func TestWriteTOMLValues(t *testing.T) {
 	c.LogDir = "dir \"quoted\"\\\x01"
 	c.Upstream.DeadAfter = 2*time.Minute + 500*time.Millisecond
 	c.Upstream.ReconnectMax = 90 * time.Minute
+	c.HTTPAllowedHosts = []string{"agent.farm.lan", "10.0.0.5"}
+	c.HTTPMaxConns = 16
 	c.Listen = []Listener{{Port: 1, PoolUser: "u", Pools: []Pool{{Host: "h", Port: 2}}}}
 	c.Plugins = []PluginSpec{NewPluginSpec("p", map[string]any{
 		"f": 2.0, "i": 3, "b": false, "s": "x", "l": []any{1, "a"}, "m": map[string]any{"k": 1, "odd key": true},
@@ -50,6 +52,7 @@ func TestWriteTOMLValues(t *testing.T) {
 	s := b.String()
 	for _, want := range []string{
 		`log_dir = "dir \"quoted\"\\\u0001"`,
+		`http_allowed_hosts = ["agent.farm.lan", "10.0.0.5"]`, `http_max_connections = 16`,
 		"[upstream]\ndead_after = \"120500ms\"\nreconnect_max = \"90m\"\n",
 		`f = 2.0`, `i = 3`, `b = false`, `l = [1, "a"]`, `m = { k = 1, "odd key" = true }`, `t = 2024-05-06T07:08:09Z`, `e = {}`,
 	} {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -35,7 +34,7 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validate() *Error {
-	checks := []func() *Error{c.validateLogging, c.validateUpstream, c.validateMiner, c.validateOutage, c.validateListeners, c.validatePlugins}
+	checks := []func() *Error{c.validateLogging, c.validateHTTP, c.validateUpstream, c.validateMiner, c.validateOutage, c.validateListeners, c.validatePlugins}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -77,13 +76,6 @@ func (c *Config) validateLogging() *Error {
 	}
 	if err := intRange(top("log_max_files"), c.LogMaxFiles, 1, 1000); err != nil {
 		return err
-	}
-	if c.HTTPListen != "" {
-		if _, port, err := net.SplitHostPort(c.HTTPListen); err != nil {
-			return errorAt(top("http_listen"), "http_listen %q is not host:port: %v", c.HTTPListen, err)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			return errorAt(top("http_listen"), "http_listen %q has an invalid port", c.HTTPListen)
-		}
 	}
 	return nil
 }

@@ -522,7 +522,7 @@ func truncate(s string, n int) string {
 func (s *Session) subscribe(r *codec.Request) {
 	if r.NParams > 0 {
 		if ua, err := r.Param(0).String(); err == nil {
-			s.info.UserAgent = ua
+			s.info.UserAgent = codec.PrintableUA(ua) // miner-chosen: bounded and printable for the API, logs and plugins
 		}
 	}
 	s.subscribed = true

@@ -56,7 +56,7 @@ type MinerInfo struct {
 	Listener  string // the listener's name
 	Port      int    // the listener's port
 	Remote    netip.AddrPort
-	UserAgent string // as sent in mining.subscribe
+	UserAgent string // as sent in mining.subscribe, passed through codec.PrintableUA
 	User      string // as sent in mining.authorize
 	Worker    string // the worker name registered at the pool (after plugins)
 }

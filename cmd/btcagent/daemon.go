@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,9 +171,20 @@ func (d *daemon) applyHTTP(cfg, old *config.Config) {
 		return
 	}
 	if d.api == nil {
-		d.api = api.New(api.Options{Source: d.agent, Version: version, Token: cfg.HTTPToken, Log: d.log})
-	} else if old != nil && cfg.HTTPToken != old.HTTPToken {
-		d.api.SetToken(cfg.HTTPToken)
+		d.api = api.New(api.Options{
+			Source: d.agent, Version: version, Token: cfg.HTTPToken, Log: d.log,
+			AllowedHosts: cfg.HTTPAllowedHosts, MaxConns: cfg.HTTPMaxConns,
+		})
+	} else if old != nil {
+		if cfg.HTTPToken != old.HTTPToken {
+			d.api.SetToken(cfg.HTTPToken)
+		}
+		if !slices.Equal(cfg.HTTPAllowedHosts, old.HTTPAllowedHosts) {
+			d.api.SetAllowedHosts(cfg.HTTPAllowedHosts)
+		}
+		if cfg.HTTPMaxConns != old.HTTPMaxConns {
+			d.api.SetMaxConns(cfg.HTTPMaxConns)
+		}
 	}
 	if old != nil && old.HTTPListen == cfg.HTTPListen && d.api.Addr() != nil {
 		return

@@ -299,3 +299,40 @@ func TestAgentProcessesFromProc(t *testing.T) {
 		t.Fatalf("agent processes %v, want [100 104 105]", got)
 	}
 }
+
+// A reload applies http_allowed_hosts at once: a name refused before is
+// answered after, on the same server.
+func TestReloadAppliesAllowedHosts(t *testing.T) {
+	pool := testenv.Pool(t, poolsim.Config{})
+	path := filepath.Join(t.TempDir(), "agent.toml")
+	writeConfig(t, path, "info", listenSpec{name: "main", port: freePort(t), user: "farm", pool: pool.Addr()})
+	n := startNode(t, path)
+	get := func() int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+n.daemon.httpAddr()+"/api/v1/summary", nil)
+		req.Host = "agent.farm.lan"
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := get(); code != http.StatusMisdirectedRequest {
+		t.Fatalf("unlisted name: %d, want 421", code)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte("http_listen = \"127.0.0.1:0\"\n"), []byte("http_listen = \"127.0.0.1:0\"\nhttp_allowed_hosts = [\"agent.farm.lan\"]\nhttp_max_connections = 8\n"), 1)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.daemon.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("listed name after reload: %d, want 200", code)
+	}
+}

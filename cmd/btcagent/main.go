@@ -117,12 +117,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// loadConfig loads a TOML or legacy JSON config; the warnings are the
+// legacy conversion's and the settings that are accepted but unsafe.
 func loadConfig(path string) (*config.Config, []string, error) {
+	var (
+		cfg      *config.Config
+		warnings []string
+		err      error
+	)
 	if strings.HasSuffix(strings.ToLower(path), ".json") {
-		return config.LoadLegacyJSON(path)
+		cfg, warnings, err = config.LoadLegacyJSON(path)
+	} else {
+		cfg, err = config.Load(path)
 	}
-	cfg, err := config.Load(path)
-	return cfg, nil, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, append(warnings, cfg.Warnings()...), nil
 }
 
 // serve runs the agent until SIGINT/SIGTERM (or until stop is closed), with

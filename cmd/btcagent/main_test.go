@@ -49,6 +49,35 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// config check refuses a short http_token on an address beyond loopback
+// and only warns about it on loopback; the token never appears in output.
+func TestConfigCheckHTTPToken(t *testing.T) {
+	const tail = "[[listen]]\nport = 3333\npool_user = \"x\"\n[[listen.pool]]\nhost = \"127.0.0.1\"\nport = 3334\n"
+	dir := t.TempDir()
+	public := filepath.Join(dir, "public.toml")
+	os.WriteFile(public, []byte("http_listen = \"0.0.0.0:8080\"\nhttp_token = \"hunter2\"\n"+tail), 0o600)
+	code, out, errOut := runCLI("config", "check", public)
+	if code != 1 || !strings.Contains(errOut, "public.toml:2: http_token has 7 characters; at least 16 are required") || strings.Contains(errOut+out, "hunter2") {
+		t.Fatalf("short token on 0.0.0.0: %d %q %q", code, out, errOut)
+	}
+	loopback := filepath.Join(dir, "loopback.toml")
+	os.WriteFile(loopback, []byte("http_listen = \"127.0.0.1:8080\"\nhttp_token = \"hunter2\"\n"+tail), 0o600)
+	code, out, errOut = runCLI("config", "check", loopback)
+	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(errOut, "warning: http_token has 7 characters") || strings.Contains(errOut+out, "hunter2") {
+		t.Fatalf("short token on loopback: %d %q %q", code, out, errOut)
+	}
+	long := filepath.Join(dir, "long.toml")
+	os.WriteFile(long, []byte("http_listen = \"0.0.0.0:8080\"\nhttp_token = \"0123456789abcdef\"\n"+tail), 0o600)
+	if code, out, errOut = runCLI("config", "check", long); code != 0 || errOut != "" {
+		t.Fatalf("16-character token on 0.0.0.0: %d %q %q", code, out, errOut)
+	}
+	noToken := filepath.Join(dir, "open.toml")
+	os.WriteFile(noToken, []byte("http_listen = \"0.0.0.0:8080\"\n"+tail), 0o600)
+	if code, out, errOut = runCLI("config", "check", noToken); code != 0 || !strings.Contains(errOut, "warning: http_listen \"0.0.0.0:8080\" is not a loopback address and http_token is empty") {
+		t.Fatalf("no token on 0.0.0.0: %d %q %q", code, out, errOut)
+	}
+}
+
 func TestConfigConvertLegacy(t *testing.T) {
 	matches, _ := filepath.Glob("../../testdata/config/legacy/*.json")
 	if len(matches) == 0 {

@@ -13,7 +13,8 @@ const testToken = "s3cret-token-for-tests"
 // With a token, every endpoint needs it; the dashboard login turns
 // ?token= into a cookie that then opens the API; nothing but GET/HEAD works.
 func TestTokenRequired(t *testing.T) {
-	f := newFarm(t, testToken)
+	// This test sends more wrong tokens than the default throttle allows.
+	f := newFarmWith(t, testToken, func(o *Options) { o.AuthBurst = 100 })
 	for _, path := range []string{"/", "/app.js", "/metrics", "/api/v1/summary", "/api/v1/miners", "/api/v1/upstreams", "/api/v1/history"} {
 		if code, _ := f.getAuth(t, path, ""); code != http.StatusUnauthorized {
 			t.Errorf("%s without token: %d, want 401", path, code)

@@ -36,6 +36,12 @@ const (
 
 func newFarm(t *testing.T, token string) *farm {
 	t.Helper()
+	return newFarmWith(t, token, nil)
+}
+
+// newFarmWith lets a test adjust the server's options before it starts.
+func newFarmWith(t *testing.T, token string, adjust func(*Options)) *farm {
+	t.Helper()
 	f := &farm{token: token, logBuf: &testenv.SyncBuffer{}}
 	f.pool = testenv.Pool(t, poolsim.Config{})
 	cfg := testenv.Config(t, poolUser, f.pool.Addr())
@@ -72,7 +78,11 @@ func newFarm(t *testing.T, token string) *farm {
 		t.Fatalf("miners did not get their shares accepted: %v (%+v)", err, f.sim.Stats())
 	}
 
-	f.srv = New(Options{Source: a, Version: "test", Token: token, Log: log})
+	opts := Options{Source: a, Version: "test", Token: token, Log: log}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	f.srv = New(opts)
 	if err := f.srv.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}

@@ -7,24 +7,22 @@
 // coordinator; nothing here costs anything per share. The only state of its
 // own is a ring of per-minute samples for the hashrate chart.
 //
-// The server binds to loopback unless configured otherwise. With a token
+// The server binds to loopback unless configured otherwise, and answers
+// only to Host names that name it (hosts.go: DNS rebinding). With a token
 // configured every endpoint requires "Authorization: Bearer <token>"; the
 // dashboard may instead be opened once as /?token=<token>, which sets a
-// cookie derived from the token. No pool password or miner password is ever
-// held by the agent's stats, so none can leak through this package.
+// signed, expiring session cookie (auth.go). Wrong tokens are throttled per
+// client address (throttle.go) and concurrent connections are capped
+// (connlimit.go). No pool password or miner password is ever held by the
+// agent's stats, so none can leak through this package.
 package api
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,10 +48,26 @@ type Options struct {
 	Version         string
 	Token           string // "" = no authentication
 	Log             *logrus.Logger
-	HistoryInterval time.Duration // hashrate chart resolution; default 1 minute
-	HistorySize     int           // samples kept; default 1440 (24 hours of minutes)
-	SnapshotTimeout time.Duration // per coordinator; default 2 s
+	HistoryInterval time.Duration    // hashrate chart resolution; default 1 minute
+	HistorySize     int              // samples kept; default 1440 (24 hours of minutes)
+	SnapshotTimeout time.Duration    // per coordinator; default 2 s
+	AllowedHosts    []string         // http_allowed_hosts: Host names answered besides loopback and the listen host
+	MaxConns        int              // concurrent connections; default 64
+	Now             func() time.Time // clock for sessions and the throttle; default time.Now (tests)
+	AuthBurst       int              // wrong tokens a client address may send at once; default 10
+	AuthRefill      time.Duration    // then one more per AuthRefill; default 6 s
 }
+
+// The default failed-token budget per client address: authBurst wrong
+// tokens at once, then one more every authRefill. A 16-character token
+// stays far out of reach (about 14,000 guesses a day); an operator who
+// mistypes a few times is not held up, and a scraper with a stale token
+// every 15 s keeps getting 401, not 429.
+const (
+	authBurst     = 10
+	authRefill    = 6 * time.Second
+	authClientMax = 4096 // addresses tracked; see throttle
+)
 
 // Server serves the metrics, the API and the dashboard.
 type Server struct {
@@ -61,15 +75,23 @@ type Server struct {
 	log      *logrus.Logger
 	limiter  *logging.RateLimited
 	token    atomic.Pointer[tokenState]
+	throttle *throttle
+	now      func() time.Time
+	hosts    atomic.Pointer[hostPolicy]
+	maxConns atomic.Int64
 	registry *prometheus.Registry
 	hist     *history
 	handler  http.Handler
 	started  time.Time
 	reloads  reloadStatus
 
+	hostMu       sync.Mutex // guards allowedHosts, listenHost
+	allowedHosts []string
+	listenHost   string
+
 	mu      sync.Mutex // guards srv, ln, done
 	srv     *http.Server
-	ln      net.Listener
+	ln      *limitListener
 	done    chan struct{} // closes the history sampler
 	sampler sync.WaitGroup
 }
@@ -88,9 +110,24 @@ func New(opts Options) *Server {
 	if opts.Log == nil {
 		opts.Log = logrus.New()
 	}
-	s := &Server{opts: opts, log: opts.Log, started: time.Now(), hist: newHistory(opts.HistorySize, opts.HistoryInterval)}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 64
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.AuthBurst <= 0 {
+		opts.AuthBurst = authBurst
+	}
+	if opts.AuthRefill <= 0 {
+		opts.AuthRefill = authRefill
+	}
+	s := &Server{opts: opts, log: opts.Log, started: time.Now(), hist: newHistory(opts.HistorySize, opts.HistoryInterval), now: opts.Now}
 	s.limiter = logging.NewRateLimited(opts.Log, time.Minute)
+	s.throttle = newThrottle(opts.AuthBurst, opts.AuthRefill, authClientMax)
 	s.SetToken(opts.Token)
+	s.SetAllowedHosts(opts.AllowedHosts)
+	s.maxConns.Store(int64(opts.MaxConns))
 	s.registry = prometheus.NewRegistry()
 	s.registry.MustRegister(
 		newCollector(s),
@@ -99,7 +136,7 @@ func New(opts Options) *Server {
 	)
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: promLog{s.log}, ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("GET /metrics", noStore(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: promLog{s.log}, ErrorHandling: promhttp.ContinueOnError})))
 	mux.HandleFunc("GET /api/v1/summary", s.handleSummary)
 	mux.HandleFunc("GET /api/v1/miners", s.handleMiners)
 	mux.HandleFunc("GET /api/v1/upstreams", s.handleUpstreams)
@@ -120,9 +157,16 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // server: the new address is bound first, so a failure leaves the old one
 // serving.
 func (s *Server) Start(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
+	}
+	ln := newLimitListener(raw, int(s.maxConns.Load()))
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		s.hostMu.Lock()
+		s.listenHost = host
+		s.rebuildHosts()
+		s.hostMu.Unlock()
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -153,6 +197,20 @@ func (s *Server) Start(addr string) error {
 		}
 	}()
 	return nil
+}
+
+// SetMaxConns changes the cap on concurrent connections (http_max_connections)
+// while serving; connections above a lowered cap finish normally.
+func (s *Server) SetMaxConns(n int) {
+	if n <= 0 {
+		n = 64
+	}
+	s.maxConns.Store(int64(n))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.setMax(n)
+	}
 }
 
 // Addr is the bound address, or nil before Start.
@@ -194,111 +252,19 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
+// noStore keeps responses that describe the farm out of browser and proxy
+// caches, as writeJSON does for the API.
+func noStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
 // promLog adapts the logger for promhttp's collection errors.
 type promLog struct{ log *logrus.Logger }
 
 func (p promLog) Println(v ...any) { p.log.Warn(append([]any{"metrics: "}, v...)...) }
-
-// ---- authentication ----
-
-// tokenState holds what requests are compared against: the SHA-256 of the
-// token (so that the comparison takes the same time whatever the length of
-// the guess) and the cookie value, an HMAC of a fixed label under the token,
-// so the browser never stores the token itself and changing the token
-// invalidates old cookies.
-type tokenState struct {
-	sum    [sha256.Size]byte
-	cookie string
-}
-
-func (t *tokenState) empty() bool { return t == nil }
-
-const cookieName = "btcagent_session"
-
-// SetToken replaces the token ("" turns authentication off). Safe to call
-// while serving, which is how a reload applies a new http_token.
-func (s *Server) SetToken(token string) {
-	if token == "" {
-		s.token.Store(nil)
-		return
-	}
-	mac := hmac.New(sha256.New, []byte(token))
-	mac.Write([]byte("btcagent dashboard session v1"))
-	s.token.Store(&tokenState{sum: sha256.Sum256([]byte(token)), cookie: hex.EncodeToString(mac.Sum(nil))})
-}
-
-func (t *tokenState) matchToken(given string) bool {
-	sum := sha256.Sum256([]byte(given))
-	return subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1
-}
-
-func (t *tokenState) allowed(r *http.Request) bool {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, cred, ok := strings.Cut(h, " ")
-		return ok && strings.EqualFold(scheme, "Bearer") && t.matchToken(strings.TrimSpace(cred))
-	}
-	if c, err := r.Cookie(cookieName); err == nil {
-		return subtle.ConstantTimeCompare([]byte(c.Value), []byte(t.cookie)) == 1
-	}
-	return false
-}
-
-// secure wraps every response with the security headers and, when a token
-// is set, authentication. Only GET and HEAD exist: the API is read-only,
-// which also leaves nothing for a forged cross-site request to do.
-func (s *Server) secure(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			h.Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "read-only API: only GET and HEAD")
-			return
-		}
-		t := s.token.Load()
-		if t == nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if r.URL.Path == "/" && r.URL.Query().Has("token") {
-			s.login(w, r, t)
-			return
-		}
-		if !t.allowed(r) {
-			s.limiter.Warn("http-unauthorized", logrus.Fields{"remote": r.RemoteAddr, "path": r.URL.Path}, "http: request without a valid token refused")
-			h.Set("WWW-Authenticate", `Bearer realm="btcagent"`)
-			if r.URL.Path == "/" {
-				h.Set("Content-Type", "text/plain; charset=utf-8")
-				w.WriteHeader(http.StatusUnauthorized)
-				fmt.Fprintln(w, "btcagent: this dashboard needs the http_token from the agent's config: open /?token=<http_token> once.")
-				return
-			}
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// login turns /?token=... into a cookie and redirects to / so the token
-// leaves the address bar and the browser history.
-func (s *Server) login(w http.ResponseWriter, r *http.Request, t *tokenState) {
-	if !t.matchToken(r.URL.Query().Get("token")) {
-		s.limiter.Warn("http-bad-token", logrus.Fields{"remote": r.RemoteAddr}, "http: dashboard login with a wrong token")
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprintln(w, "btcagent: wrong token.")
-		return
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: t.cookie, Path: "/", MaxAge: 30 * 24 * 3600,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-	})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
 
 // ---- reloads ----
 

@@ -13,6 +13,7 @@ import (
 	"github.com/btcagent/btcagent/actors/agent"
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
+	"github.com/btcagent/btcagent/codec"
 )
 
 // Summary is /api/v1/summary.
@@ -315,7 +316,7 @@ func minerRow(listener string, m *stats.Miner, now time.Time) Miner {
 	// IPv4 miners on a dual-stack socket arrive as ::ffff:a.b.c.d; show a.b.c.d.
 	addr := netip.AddrPortFrom(m.Remote.Addr().Unmap(), m.Remote.Port())
 	r := Miner{
-		Listener: listener, SessionID: m.SessionID, Worker: worker, Address: addr.String(), UserAgent: ua,
+		Listener: listener, SessionID: m.SessionID, Worker: worker, Address: addr.String(), UserAgent: codec.PrintableUA(ua),
 		Difficulty: m.Difficulty.Load(), Hashrate: m.Hashrate(now), Accepted: m.Accepted.Load(), Rejected: m.Rejected.Load(),
 		Connected: m.Connected.UTC(), Upstream: up,
 	}

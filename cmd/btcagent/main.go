@@ -158,6 +158,8 @@ func serve(cfg *config.Config, log *logrus.Logger, opts daemonOptions, stop <-ch
 	if err := a.Start(); err != nil {
 		return err
 	}
+	// After start-up, which touches much of the binary once.
+	trimTextRSS()
 	d, err := startDaemon(cfg, log, a, opts)
 	if err != nil {
 		a.Stop()

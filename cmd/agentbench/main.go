@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -224,6 +225,11 @@ func (o *options) check(sizes []int) error {
 		}
 		if o.refKind != bench.KindCpp && o.refKind != bench.KindGo {
 			return fmt.Errorf("-ref-kind %q: want %s or %s", o.refKind, bench.KindCpp, bench.KindGo)
+		}
+		if o.refKind == bench.KindCpp && o.Diff > math.MaxUint32 {
+			// It reads mining.set_difficulty into a uint32; a larger value
+			// would be truncated and every share mis-targeted.
+			return fmt.Errorf("-diff %d: the C++ agent takes at most %d", o.Diff, uint64(math.MaxUint32))
 		}
 		sides, err := parseOrder(o.order)
 		if err != nil {

@@ -46,6 +46,7 @@ func TestFlagErrors(t *testing.T) {
 		{"-ref", "/bin/true", "-soak", "1m"},
 		{"-ref", "/bin/true", "-ref-kind", "rust"},
 		{"-ref", "/bin/true", "-order", "ref,ref"},
+		{"-ref", "/bin/true", "-diff", "8589934592"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer

@@ -274,7 +274,10 @@ func WriteComparison(w io.Writer, c Comparison) error {
 // renderComparisons writes the same-run comparison section of the markdown.
 func renderComparisons(b *strings.Builder, comps []Comparison, label func(Machine) string) {
 	for _, c := range comps {
-		fmt.Fprintf(b, "\n#### Same-run comparison: this agent vs %s, %s miners\n\n", refName(c.Ref), format(float64(c.Miners), 0))
+		if !strings.HasSuffix(b.String(), "\n\n") {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(b, "#### Same-run comparison: this agent vs %s, %s miners\n\n", refName(c.Ref), format(float64(c.Miners), 0))
 		t := &table{head: []string{"", "this agent", refName(c.Ref), "ours/ref"}, rows: comparisonRows(c)}
 		b.WriteString(t.String())
 		fmt.Fprintf(b, "\n- machine %s, %s, %d run(s) per side, order %s (ratios are of the medians; maxima for losses)\n",

@@ -186,6 +186,12 @@ func TestRenderComparison(t *testing.T) {
 	if strings.Contains(md, "NaN") {
 		t.Errorf("NaN leaked into the markdown:\n%s", md)
 	}
+	// Without ordinary rows the comparison follows the machine list after
+	// exactly one blank line.
+	only := RenderMarkdown(DB{Comparisons: db.Comparisons})
+	if !strings.Contains(only, "go1.26\n\n#### Same-run comparison") {
+		t.Errorf("comparison-only markdown spacing:\n%s", only)
+	}
 
 	// Equal zeros read as "=", not as a missing ratio.
 	c := testComparison()

@@ -4,6 +4,11 @@
 //
 //	agentbench -miners 1000,10000 -window 120s -out docs/bench-results.json -md docs/BENCHMARKS.md
 //	agentbench -miners 10000 -soak 30m -pool-restart-every 5m -reconnect-percent 1
+//	agentbench -miners 10000 -ref /path/to/cpp/btcagent -ref-kind cpp -runs 3
+//
+// With -ref it measures this agent and a reference agent (btccom's C++
+// agent, or another build of this one) back to back under the same workload
+// and reports both sides' medians and the ratios ours/ref.
 //
 // Without -bin it builds ./cmd/btcagent and ./cmd/minersim with the go tool
 // into a temporary directory first, so `go run ./cmd/agentbench` works from
@@ -16,10 +21,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +57,12 @@ type options struct {
 	restartEvery     time.Duration
 	reconnectPercent float64
 	reconnectEvery   time.Duration
+	ref              string
+	refKind          string
+	refLabel         string
+	refRev           string
+	order            string
+	firstSides       []string // -order, parsed
 	bench.Options
 }
 
@@ -62,7 +75,9 @@ func newFlags(o *options, stderr io.Writer) *flag.FlagSet {
 Benchmarks btcagent with simulated miners and a simulated pool on 127.0.0.1:
 agent RSS and CPU, pool-link bytes and TCP segments, job fan-out latency and
 shares lost, for each -miners size; or, with -soak, a long run with pool
-restarts and reconnecting miners. Prints a table; -out and -md keep results.
+restarts and reconnecting miners; or, with -ref, this agent and a reference
+agent back to back, with ratios ours/ref. Prints a table; -out and -md keep
+results.
 
 Flags:
 `)
@@ -104,6 +119,11 @@ Flags:
 	fs.DurationVar(&o.restartEvery, "pool-restart-every", 0, "soak: restart the pool this often (0: never)")
 	fs.Float64Var(&o.reconnectPercent, "reconnect-percent", 0, "soak: percentage of miners that disconnect and reconnect every -reconnect-every")
 	fs.DurationVar(&o.reconnectEvery, "reconnect-every", time.Minute, "soak: period of the reconnecting miners")
+	fs.StringVar(&o.ref, "ref", "", "reference agent binary: measure it and this agent back to back under the same workload and report ours/ref")
+	fs.StringVar(&o.refKind, "ref-kind", bench.KindCpp, "what -ref is: cpp (btccom's C++ agent: legacy JSON config, -l log directory, 5 links) or go (another build of this agent)")
+	fs.StringVar(&o.refLabel, "ref-label", "", "name of the reference in reports, e.g. 'C++ btcagent d61642c' (default: by -ref-kind)")
+	fs.StringVar(&o.refRev, "ref-rev", "", "revision the reference was built from, recorded with the results (Go builds carry their own)")
+	fs.StringVar(&o.order, "order", "ours,ref", "with -ref: which side runs first in run 1; later runs alternate")
 	return fs
 }
 
@@ -167,9 +187,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	command := commandLine(args)
 	logf("agentbench on %s", machine)
 
-	if o.soak > 0 {
+	switch {
+	case o.ref != "":
+		err = o.runCompare(ctx, sizes, work, machine, agentInfo, command, stdout)
+	case o.soak > 0:
 		err = o.runSoak(ctx, sizes[0], work, machine, agentInfo, command, stdout)
-	} else {
+	default:
 		err = o.runLoad(ctx, sizes, work, machine, agentInfo, command, stdout)
 	}
 	if err != nil {
@@ -195,6 +218,24 @@ func (o *options) check(sizes []int) error {
 	}
 	if o.soak > 0 && o.reconnectPercent > 0 && o.reconnectEvery < 10*time.Second {
 		return fmt.Errorf("-reconnect-every %v: want at least 10s so that the miners get back in between", o.reconnectEvery)
+	}
+	if o.ref != "" {
+		if o.soak > 0 {
+			return errors.New("-ref compares load runs; it cannot be combined with -soak")
+		}
+		if o.refKind != bench.KindCpp && o.refKind != bench.KindGo {
+			return fmt.Errorf("-ref-kind %q: want %s or %s", o.refKind, bench.KindCpp, bench.KindGo)
+		}
+		if o.refKind == bench.KindCpp && o.Diff > math.MaxUint32 {
+			// It reads mining.set_difficulty into a uint32; a larger value
+			// would be truncated and every share mis-targeted.
+			return fmt.Errorf("-diff %d: the C++ agent takes at most %d", o.Diff, uint64(math.MaxUint32))
+		}
+		sides, err := parseOrder(o.order)
+		if err != nil {
+			return err
+		}
+		o.firstSides = sides
 	}
 	if o.flush != "" {
 		d, err := time.ParseDuration(o.flush)
@@ -261,7 +302,10 @@ func (o *options) binaries(ctx context.Context, work string, logf func(string, .
 			o.MinersimBin = filepath.Join(dir, "minersim")
 		}
 	}
-	for _, p := range []string{o.AgentBin, o.MinersimBin} {
+	for _, p := range []string{o.AgentBin, o.MinersimBin, o.ref} {
+		if p == "" {
+			continue
+		}
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("binary: %w", err)
 		}
@@ -421,4 +465,88 @@ func (o *options) save(add func(*bench.DB)) error {
 		}
 	}
 	return nil
+}
+
+// parseOrder reads -order: "ours,ref" or "ref,ours".
+func parseOrder(s string) ([]string, error) {
+	var sides []string
+	for f := range strings.SplitSeq(s, ",") {
+		sides = append(sides, strings.TrimSpace(f))
+	}
+	if slices.Equal(sides, []string{bench.SideOurs, bench.SideRef}) || slices.Equal(sides, []string{bench.SideRef, bench.SideOurs}) {
+		return sides, nil
+	}
+	return nil, fmt.Errorf("-order %q: want %s,%s or %s,%s", s, bench.SideOurs, bench.SideRef, bench.SideRef, bench.SideOurs)
+}
+
+// runOrder is the sequence of sides for runs repetitions: first as given,
+// then alternating, so neither agent always runs on a machine that has just
+// been loaded by the other (or always first after an idle period).
+func runOrder(first []string, runs int) []string {
+	out := make([]string, 0, 2*runs)
+	for k := range runs {
+		if k%2 == 0 {
+			out = append(out, first[0], first[1])
+		} else {
+			out = append(out, first[1], first[0])
+		}
+	}
+	return out
+}
+
+// refSide describes the reference agent for reports.
+func (o *options) refSide() bench.CompareSide {
+	s := bench.CompareSide{Kind: o.refKind, Label: o.refLabel, Bin: o.ref, Build: bench.ReadBinaryInfo(o.ref)}
+	if o.refRev != "" {
+		s.Build.Revision = o.refRev
+	}
+	return s
+}
+
+// runCompare measures this agent and the reference alternately, -runs
+// times each per size, and reports both sides' medians and their ratios.
+// Both sides get the same Options (pool, miners, windows); only the agent
+// binary and kind differ, and -agent-env applies to ours only.
+func (o *options) runCompare(ctx context.Context, sizes []int, work string, m bench.Machine, agent bench.BinaryInfo, command string, stdout io.Writer) error {
+	var failure error
+	for _, n := range sizes {
+		ours := bench.CompareSide{Kind: bench.KindGo, Label: "this agent", Bin: o.AgentBin, Build: agent}
+		ref := o.refSide()
+		order := runOrder(o.firstSides, o.runs)
+		for i, side := range order {
+			k := i/2 + 1
+			ro := o.Options
+			ro.Miners = n
+			ro.Dir = filepath.Join(work, fmt.Sprintf("miners-%d-run-%d-%s", n, k, side))
+			if side == bench.SideRef {
+				ro.AgentBin, ro.AgentKind, ro.AgentEnv = o.ref, o.refKind, nil
+			}
+			o.Logf("%d miners, run %d/%d, %s (logs in %s)", n, k, o.runs, side, ro.Dir)
+			r, err := bench.Run(ctx, ro)
+			if err != nil {
+				failure = fmt.Errorf("%d miners, run %d, %s: %w", n, k, side, err)
+				break
+			}
+			if side == bench.SideRef {
+				ref.Raw = append(ref.Raw, r)
+			} else {
+				ours.Raw = append(ours.Raw, r)
+			}
+			_ = bench.WriteTable(os.Stderr, []bench.Result{r})
+		}
+		if len(ours.Raw) > 0 && len(ref.Raw) > 0 {
+			c := bench.NewComparison(ours, ref, order[:len(ours.Raw)+len(ref.Raw)], time.Now().UTC().Truncate(time.Second), command, m)
+			fmt.Fprintln(stdout)
+			if err := bench.WriteComparison(stdout, c); err != nil {
+				return errors.Join(failure, err)
+			}
+			if err := o.save(func(db *bench.DB) { db.AddComparison(c) }); err != nil {
+				return errors.Join(failure, err)
+			}
+		}
+		if failure != nil {
+			break
+		}
+	}
+	return failure
 }

@@ -43,6 +43,10 @@ func TestFlagErrors(t *testing.T) {
 		{"-flush", "soon"},
 		{"-agent-env", "NOEQUALS"},
 		{"-soak", "1m", "-reconnect-percent", "150"},
+		{"-ref", "/bin/true", "-soak", "1m"},
+		{"-ref", "/bin/true", "-ref-kind", "rust"},
+		{"-ref", "/bin/true", "-order", "ref,ref"},
+		{"-ref", "/bin/true", "-diff", "8589934592"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer
@@ -53,5 +57,31 @@ func TestFlagErrors(t *testing.T) {
 		if strings.Contains(errOut.String(), "building") {
 			t.Errorf("%v: started building", args)
 		}
+	}
+}
+
+func TestParseOrder(t *testing.T) {
+	for in, want := range map[string][]string{"ours,ref": {"ours", "ref"}, " ref , ours": {"ref", "ours"}} {
+		got, err := parseOrder(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseOrder(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "ours", "ours,ours", "ours,ref,ours", "ref;ours"} {
+		if _, err := parseOrder(bad); err == nil {
+			t.Errorf("parseOrder(%q) accepted", bad)
+		}
+	}
+}
+
+// TestRunOrder checks that the sides alternate which one goes first, so
+// that neither always runs on a machine just warmed (or loaded) by the other.
+func TestRunOrder(t *testing.T) {
+	got := runOrder([]string{"ours", "ref"}, 3)
+	if want := []string{"ours", "ref", "ref", "ours", "ours", "ref"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := runOrder([]string{"ref", "ours"}, 1); !slices.Equal(got, []string{"ref", "ours"}) {
+		t.Fatalf("got %v", got)
 	}
 }

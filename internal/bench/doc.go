@@ -11,7 +11,9 @@
 // /proc/<pid>/stat and /proc/<pid>/status for CPU and memory, the pool's
 // sockets for bytes and segments, and the miners' own view for job fan-out
 // latency and shares sent. Nothing is asked of the agent itself, so any agent
-// binary that reads the same config can be measured.
+// binary that reads the same config can be measured, and btccom's C++ agent,
+// given its own JSON config (Options.AgentKind), under the same workload:
+// that is what a same-run comparison (Comparison) rests on.
 //
 // All traffic stays on 127.0.0.1, every wait is bounded, and every child
 // process is stopped before Run returns.

@@ -97,7 +97,7 @@ func Growth(a, b Entry) float64 {
 func RenderMarkdown(db DB) string {
 	var b strings.Builder
 	entries := db.Entries
-	if len(entries) == 0 && len(db.Soaks) == 0 {
+	if len(entries) == 0 && len(db.Soaks) == 0 && len(db.Comparisons) == 0 {
 		return "No results yet: run `make bench`.\n"
 	}
 
@@ -116,6 +116,9 @@ func RenderMarkdown(db DB) string {
 	}
 	for _, s := range db.Soaks {
 		label(s.Machine)
+	}
+	for _, c := range db.Comparisons {
+		label(c.Machine)
 	}
 	b.WriteString("Machines:\n\n")
 	for i, m := range machines {
@@ -180,6 +183,7 @@ func RenderMarkdown(db DB) string {
 			b.WriteString(strings.Join(notes, "\n") + "\n")
 		}
 	}
+	renderComparisons(&b, db.Comparisons, label)
 	if len(db.Soaks) > 0 {
 		renderSoaks(&b, db.Soaks, label)
 	}

@@ -41,14 +41,18 @@ type SoakEntry struct {
 // DB is the results file (-out): every configuration measured so far, so
 // that running one size again updates its row and keeps the others.
 type DB struct {
-	Entries []Entry     `json:"entries"`
-	Soaks   []SoakEntry `json:"soaks,omitempty"`
+	Entries     []Entry      `json:"entries"`
+	Soaks       []SoakEntry  `json:"soaks,omitempty"`
+	Comparisons []Comparison `json:"comparisons,omitempty"` // same-run comparisons with a reference agent
 }
 
 // KeyOf names the configuration a result belongs to; a new result replaces
 // an old one with the same key.
 func KeyOf(r Result) string {
 	k := fmt.Sprintf("miners=%d links=%d flush=%gms", r.Miners, r.Connections, r.FlushMs)
+	if r.AgentKind != "" && r.AgentKind != KindGo {
+		k += " agent=" + r.AgentKind
+	}
 	if len(r.AgentEnv) > 0 {
 		k += " env=" + strings.Join(r.AgentEnv, ",")
 	}

@@ -13,8 +13,9 @@ import (
 // rates per second of the window.
 type Result struct {
 	Miners      int       `json:"miners"`
-	Connections int       `json:"connections"` // upstream links the agent was configured with
-	FlushMs     float64   `json:"flush_ms"`    // upstream.flush_interval in force
+	Connections int       `json:"connections"`          // upstream links the agent was configured with
+	FlushMs     float64   `json:"flush_ms"`             // upstream.flush_interval in force
+	AgentKind   string    `json:"agent_kind,omitempty"` // which agent was measured: "" or KindGo for this one, KindCpp for btccom's C++ agent
 	AgentEnv    []string  `json:"agent_env,omitempty"`
 	Pollers     int       `json:"minersim_pollers,omitempty"` // minersim epoll loops (0: its default)
 	Started     time.Time `json:"started"`

@@ -22,6 +22,7 @@ import (
 // reference workload of issue 9.
 type Options struct {
 	AgentBin    string // btcagent binary
+	AgentKind   string // KindGo (default) or KindCpp: which agent AgentBin is, so how to configure and start it
 	MinersimBin string // minersim binary
 	Dir         string // this run's logs, config and summaries (created)
 
@@ -133,12 +134,18 @@ func startEnv(ctx context.Context, o Options) (_ *env, err error) {
 		return nil, err
 	}
 	e.agentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cfgPath := filepath.Join(o.Dir, "agent.toml")
-	if e.conns, e.flush, err = writeAgentConfig(cfgPath, port, pool.Addr(), o); err != nil {
-		return nil, err
-	}
 	prog, err := agentAlias(o.Dir, o.AgentBin)
 	if err != nil {
+		return nil, err
+	}
+	if o.AgentKind == KindCpp {
+		if err := e.startLegacy(ctx, prog, port); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+	cfgPath := filepath.Join(o.Dir, "agent.toml")
+	if e.conns, e.flush, err = writeAgentConfig(cfgPath, port, pool.Addr(), o); err != nil {
 		return nil, err
 	}
 	e.agent, err = startChild("btcagent", filepath.Join(o.Dir, "agent.log"), filepath.Join(o.Dir, "agent.stdout"), nil, o.AgentEnv, prog, "-c", cfgPath)
@@ -550,7 +557,7 @@ func poll(ctx context.Context, interval, timeout time.Duration, check func() (bo
 // miners, drain, and stop everything.
 func Run(ctx context.Context, o Options) (res Result, err error) {
 	o = o.withDefaults()
-	res = Result{Miners: o.Miners, AgentEnv: o.AgentEnv, Pollers: o.Pollers, Started: time.Now().UTC().Truncate(time.Second)}
+	res = Result{Miners: o.Miners, AgentKind: o.AgentKind, AgentEnv: o.AgentEnv, Pollers: o.Pollers, Started: time.Now().UTC().Truncate(time.Second)}
 	if err := waitQuiet(ctx, o); err != nil {
 		return res, err
 	}

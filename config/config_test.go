@@ -139,7 +139,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := Default()
-	if c.Upstream != def.Upstream || c.Miner != def.Miner || c.Outage != def.Outage {
+	if !reflect.DeepEqual(c.Upstream, def.Upstream) || c.Miner != def.Miner || c.Outage != def.Outage {
 		t.Errorf("config.toml does not show the defaults:\n%+v\n%+v", c, def)
 	}
 	if c.LogLevel != def.LogLevel || c.LogFormat != def.LogFormat || c.LogDir != def.LogDir ||
@@ -151,8 +151,9 @@ func TestExampleConfig(t *testing.T) {
 	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("listen = %+v", c.Listen)
 	}
-	if len(c.Plugins) != 0 {
-		t.Errorf("example has active plugins: %+v", c.Plugins)
+	// Safe default: local share validation is on in the shipped file.
+	if len(c.Plugins) != 1 || c.Plugins[0].Name != PluginShareCheck || len(c.Plugins[0].Listen) != 0 {
+		t.Errorf("example must enable exactly share-check on every listener: %+v", c.Plugins)
 	}
 	// Every key of the schema appears in the example (the plugin example is
 	// commented out), so the documentation cannot fall behind the code.

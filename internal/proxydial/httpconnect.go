@@ -38,10 +38,11 @@ func httpConnect(conn net.Conn, u *url.URL, addr string) (net.Conn, error) {
 	// The body of a CONNECT reply is the tunnel itself on success, and is
 	// not read on failure: the connection is closed anyway.
 	switch {
-	case resp.StatusCode == http.StatusProxyAuthRequired && u.User == nil:
-		return nil, fmt.Errorf("%w: HTTP proxy requires a user and password (407)", ErrAuth)
-	case resp.StatusCode == http.StatusProxyAuthRequired:
-		return nil, fmt.Errorf("%w: HTTP proxy rejected the user/password (407)", ErrAuth)
+	// 407 is the standard answer; some proxies (tinyproxy) send 401.
+	case (resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized) && u.User == nil:
+		return nil, authErrorf("HTTP proxy requires a user and password (%d)", resp.StatusCode)
+	case resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized:
+		return nil, authErrorf("HTTP proxy rejected the user/password (%d)", resp.StatusCode)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return nil, fmt.Errorf("HTTP proxy answered CONNECT with %q", resp.Status)
 	}

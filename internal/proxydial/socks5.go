@@ -12,8 +12,19 @@ import (
 )
 
 // ErrAuth marks a proxy that refused the credentials (or asked for some
-// that the URL does not carry).
+// that the URL does not carry); errors.Is finds it in a dial's error.
 var ErrAuth = errors.New("proxy refused the credentials")
+
+// authError is an ErrAuth with its own wording, so that the message does
+// not repeat the summary.
+type authError struct{ msg string }
+
+func (e *authError) Error() string        { return e.msg }
+func (e *authError) Is(target error) bool { return target == ErrAuth }
+
+func authErrorf(format string, args ...any) error {
+	return &authError{msg: fmt.Sprintf(format, args...)}
+}
 
 const (
 	socksVersion   = 5
@@ -82,9 +93,9 @@ func socks5Connect(conn net.Conn, u *url.URL, addr string) error {
 		}
 	case socksNoMethods:
 		if u.User == nil {
-			return fmt.Errorf("%w: SOCKS5 proxy requires a user and password", ErrAuth)
+			return authErrorf("SOCKS5 proxy requires a user and password")
 		}
-		return fmt.Errorf("%w: SOCKS5 proxy accepts none of the offered methods (no auth, user/password)", ErrAuth)
+		return authErrorf("SOCKS5 proxy accepts none of the offered methods (no auth, user/password)")
 	default:
 		return fmt.Errorf("SOCKS5 proxy chose unsupported auth method %d", choice[1])
 	}
@@ -147,7 +158,7 @@ func socks5Connect(conn net.Conn, u *url.URL, addr string) error {
 // socks5Auth runs the RFC 1929 username/password sub-negotiation.
 func socks5Auth(conn net.Conn, user, pass string) error {
 	if len(user) > 255 || len(pass) > 255 {
-		return fmt.Errorf("%w: SOCKS5 user or password longer than 255 bytes", ErrAuth)
+		return authErrorf("SOCKS5 user or password longer than 255 bytes")
 	}
 	b := make([]byte, 0, 3+len(user)+len(pass))
 	b = append(b, 1, byte(len(user)))
@@ -160,10 +171,10 @@ func socks5Auth(conn net.Conn, user, pass string) error {
 	var st [2]byte
 	if _, err := io.ReadFull(conn, st[:]); err != nil {
 		// Some servers close instead of answering a bad password.
-		return fmt.Errorf("%w: SOCKS5 proxy closed the connection during user/password auth (%v)", ErrAuth, err)
+		return authErrorf("SOCKS5 proxy closed the connection during user/password auth (%v)", err)
 	}
 	if st[1] != 0 {
-		return fmt.Errorf("%w: SOCKS5 proxy rejected the user/password", ErrAuth)
+		return authErrorf("SOCKS5 proxy rejected the user/password")
 	}
 	return nil
 }

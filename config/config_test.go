@@ -314,3 +314,23 @@ func TestPluginsFor(t *testing.T) {
 		}
 	}
 }
+
+// A pool's proxy list replaces the [upstream] one ([] meaning direct), and
+// each switch left out on the pool is the [upstream] one.
+func TestProxyInheritance(t *testing.T) {
+	c, err := Load(filepath.Join(testdata, "ok", "proxies.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := c.Listen[0].Pools
+	want := []ProxySettings{
+		{Proxies: []string{"socks5://farm:secret@10.0.0.5:1080", "http://10.0.0.6:3128", "system"}, FallbackDirect: true},
+		{Proxies: []string{"https://proxy.example.com:8443"}, RaceDirect: true, FallbackDirect: true},
+		{Proxies: []string{}, FallbackDirect: true},
+	}
+	for i := range pools {
+		if got := c.Upstream.ProxyFor(&pools[i]); !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("pool %d: %+v, want %+v", i, got, want[i])
+		}
+	}
+}

@@ -60,6 +60,7 @@ func ConvertLegacyJSON(data []byte, name string) ([]byte, []string, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Converted from the legacy btcagent file %s.\n", name)
 	fmt.Fprintf(&b, "# Settings left out have their defaults; see config.toml for every key.\n")
+	fmt.Fprintf(&b, "# Local share checks (share-check) are on; delete its [[plugins]] table to turn them off.\n")
 	for _, w := range warns {
 		fmt.Fprintf(&b, "# warning: %s\n", oneLine(w))
 	}

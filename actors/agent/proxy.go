@@ -16,6 +16,7 @@ import (
 // that plugins add the [upstream] defaults. "system" entries read the
 // environment now, once per (re)start of the listener.
 func withProxies(routes []msg.Route, lc config.Listener, u config.UpstreamOptions, log logrus.FieldLogger) error {
+	warned := false
 	for i := range routes {
 		pools := slices.Clone(routes[i].Pools) // plugin routes may share their slices
 		for j := range pools {
@@ -24,8 +25,9 @@ func withProxies(routes []msg.Route, lc config.Listener, u config.UpstreamOption
 				pc = &lc.Pools[j]
 			}
 			ps := u.ProxyFor(pc)
-			if slices.Contains(ps.Proxies, proxydial.System) && proxydial.FromEnv(os.Getenv) == "" && j == 0 {
-				log.WithFields(logrus.Fields{"listener": lc.Name, "route": routes[i].Name}).
+			if !warned && slices.Contains(ps.Proxies, proxydial.System) && proxydial.FromEnv(os.Getenv) == "" {
+				warned = true
+				log.WithField("listener", lc.Name).
 					Warn(`proxy "system": none of ALL_PROXY, HTTPS_PROXY, HTTP_PROXY is set; that entry is skipped`)
 			}
 			plan, err := proxydial.NewPlan(ps.Proxies, ps.RaceDirect, ps.FallbackDirect, os.Getenv)

@@ -517,3 +517,24 @@ func TestRealProxyWrongCredentials(t *testing.T) {
 	a.Stop()
 	noSecret(t, logs, badSocks, badHTTP)
 }
+
+// proxy = ["system"] takes the proxy from ALL_PROXY (credentials included)
+// when the listener starts.
+func TestRealProxyFromEnvironment(t *testing.T) {
+	ctx := ctxFor(t, 60*time.Second)
+	socks := startMicrosocks(t, "farm", "env-pw-7")
+	t.Setenv("ALL_PROXY", socks.url)
+	pool := testenv.Pool(t, poolsim.Config{})
+	cfg := baseConfig(t)
+	cfg.Listen = nil
+	cfg.Upstream.Proxy = []string{"system"}
+	addListener(t, cfg, "farm", 1, poolAt(t, pool.Addr()))
+	a, logs := startAgent(t, cfg, agent.Options{}, "farm")
+	sim := farm(t, testenv.Addr(a), 1)
+	moreAccepted(t, ctx, sim, 2, "through the environment's proxy")
+	if open, closed := poolRemotes(pool); !allFrom(append(open, closed...), socksBind) {
+		t.Errorf("the pool saw connections from %v (closed %v), want all from %s", open, closed, socksBind)
+	}
+	a.Stop()
+	noSecret(t, logs, "env-pw-7")
+}

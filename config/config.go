@@ -44,6 +44,12 @@ type UpstreamOptions struct {
 	ReconnectMin     time.Duration `toml:"reconnect_min"`     // first reconnect backoff
 	ReconnectMax     time.Duration `toml:"reconnect_max"`     // backoff ceiling
 	UserAgent        string        `toml:"user_agent"`        // must start with "btccom-agent/": pools recognise agents by it
+	// Proxy is the default proxy list of every pool: URLs (socks5://,
+	// http://, https://, credentials allowed) or "system" for the
+	// environment's ALL_PROXY/HTTPS_PROXY/HTTP_PROXY. Empty: direct.
+	Proxy               []string `toml:"proxy"`
+	ProxyRaceDirect     bool     `toml:"proxy_race_direct"`     // race a direct connection alongside the proxies
+	ProxyFallbackDirect bool     `toml:"proxy_fallback_direct"` // dial directly once every proxy failed
 }
 
 // MinerOptions bound what one miner connection may cost.
@@ -98,6 +104,38 @@ type Pool struct {
 	TLS           bool   `toml:"tls"`             // dial with TLS
 	TLSSkipVerify bool   `toml:"tls_skip_verify"` // accept any certificate (only with tls)
 	Protocol      string `toml:"protocol"`        // "agent" (default) | "stratum" | "stratum-per-miner"
+	// Proxy replaces upstream.proxy for this pool when set (an empty list
+	// means direct); nil inherits it. The two switches likewise inherit
+	// the [upstream] ones when left out.
+	Proxy               []string `toml:"proxy"`
+	ProxyRaceDirect     *bool    `toml:"proxy_race_direct"`
+	ProxyFallbackDirect *bool    `toml:"proxy_fallback_direct"`
+}
+
+// ProxySettings is how one pool is reached: its effective proxy list and
+// the two direct-connection switches.
+type ProxySettings struct {
+	Proxies        []string
+	RaceDirect     bool
+	FallbackDirect bool
+}
+
+// ProxyFor resolves p's proxy settings against the [upstream] defaults.
+func (u *UpstreamOptions) ProxyFor(p *Pool) ProxySettings {
+	s := ProxySettings{Proxies: u.Proxy, RaceDirect: u.ProxyRaceDirect, FallbackDirect: u.ProxyFallbackDirect}
+	if p == nil {
+		return s
+	}
+	if p.Proxy != nil {
+		s.Proxies = p.Proxy
+	}
+	if p.ProxyRaceDirect != nil {
+		s.RaceDirect = *p.ProxyRaceDirect
+	}
+	if p.ProxyFallbackDirect != nil {
+		s.FallbackDirect = *p.ProxyFallbackDirect
+	}
+	return s
 }
 
 // Default returns a configuration with every default set and no listeners.
@@ -140,6 +178,9 @@ func Default() *Config {
 func (c *Config) ApplyDefaults() {
 	if len(c.HTTPAllowedHosts) == 0 {
 		c.HTTPAllowedHosts = nil // `= []` and no key are the same setting
+	}
+	if len(c.Upstream.Proxy) == 0 {
+		c.Upstream.Proxy = nil // "proxy = []" and no key mean the same here
 	}
 	for i := range c.Listen {
 		l := &c.Listen[i]

@@ -139,7 +139,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := Default()
-	if c.Upstream != def.Upstream || c.Miner != def.Miner || c.Outage != def.Outage {
+	if !reflect.DeepEqual(c.Upstream, def.Upstream) || c.Miner != def.Miner || c.Outage != def.Outage {
 		t.Errorf("config.toml does not show the defaults:\n%+v\n%+v", c, def)
 	}
 	if c.LogLevel != def.LogLevel || c.LogFormat != def.LogFormat || c.LogDir != def.LogDir ||
@@ -151,8 +151,9 @@ func TestExampleConfig(t *testing.T) {
 	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("listen = %+v", c.Listen)
 	}
-	if len(c.Plugins) != 0 {
-		t.Errorf("example has active plugins: %+v", c.Plugins)
+	// Safe default: local share validation is on in the shipped file.
+	if len(c.Plugins) != 1 || c.Plugins[0].Name != PluginShareCheck || len(c.Plugins[0].Listen) != 0 {
+		t.Errorf("example must enable exactly share-check on every listener: %+v", c.Plugins)
 	}
 	// Every key of the schema appears in the example (the plugin example is
 	// commented out), so the documentation cannot fall behind the code.
@@ -310,6 +311,26 @@ func TestPluginsFor(t *testing.T) {
 	for i, line := range []int{15, 21, 32} {
 		if c.Plugins[i].Line != line || c.Plugins[i].Index != i {
 			t.Errorf("plugins[%d]: line %d index %d, want line %d", i, c.Plugins[i].Line, c.Plugins[i].Index, line)
+		}
+	}
+}
+
+// A pool's proxy list replaces the [upstream] one ([] meaning direct), and
+// each switch left out on the pool is the [upstream] one.
+func TestProxyInheritance(t *testing.T) {
+	c, err := Load(filepath.Join(testdata, "ok", "proxies.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := c.Listen[0].Pools
+	want := []ProxySettings{
+		{Proxies: []string{"socks5://farm:secret@10.0.0.5:1080", "http://10.0.0.6:3128", "system"}, FallbackDirect: true},
+		{Proxies: []string{"https://proxy.example.com:8443"}, RaceDirect: true, FallbackDirect: true},
+		{Proxies: []string{}, FallbackDirect: true},
+	}
+	for i := range pools {
+		if got := c.Upstream.ProxyFor(&pools[i]); !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("pool %d: %+v, want %+v", i, got, want[i])
 		}
 	}
 }

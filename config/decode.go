@@ -159,6 +159,10 @@ func (d *decoder) wrongType(p keyPath, want string, data any) error {
 func describe(v any) string {
 	switch x := v.(type) {
 	case string:
+		if i := strings.Index(x, "://"); i >= 0 && strings.Contains(x[i:], "@") {
+			// Likely a URL with credentials (a proxy): never echo them.
+			x = x[:i+3] + "***" + x[i+3+strings.LastIndex(x[i+3:], "@"):]
+		}
 		if len(x) > 40 {
 			x = x[:40] + "..."
 		}

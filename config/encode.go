@@ -87,7 +87,7 @@ func (e *encoder) fields(section string, v, dflt reflect.Value) {
 		}
 		k := f.Type.Kind()
 		if k == reflect.Struct || k == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
-			continue
+			continue // tables and arrays of tables are written by their own code
 		}
 		if reflect.DeepEqual(v.Field(i).Interface(), dflt.Field(i).Interface()) {
 			continue
@@ -132,6 +132,15 @@ func (c *Config) writeListener(e *encoder, l *Listener) {
 		}
 		if p.Protocol != "" && p.Protocol != ProtocolAgent {
 			e.kv("protocol", p.Protocol)
+		}
+		if p.Proxy != nil {
+			e.kv("proxy", p.Proxy)
+		}
+		if p.ProxyRaceDirect != nil {
+			e.kv("proxy_race_direct", *p.ProxyRaceDirect)
+		}
+		if p.ProxyFallbackDirect != nil {
+			e.kv("proxy_fallback_direct", *p.ProxyFallbackDirect)
 		}
 	}
 }

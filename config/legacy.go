@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/btcagent/btcagent/internal/proxydial"
 )
 
 // The original btccom btcagent read a JSON file (agent_conf.json). These
@@ -25,9 +27,10 @@ const (
 	legacyIPFormat = "{1}x{2}x{3}x{4}"
 
 	// PluginWorkerName and PluginASICBoostGuard are the plugins legacy
-	// options map to.
+	// options map to; PluginShareCheck is added to every converted file.
 	PluginWorkerName     = "worker-name"
 	PluginASICBoostGuard = "asicboost-guard"
+	PluginShareCheck     = "share-check"
 )
 
 // LoadLegacyJSON reads a legacy agent_conf.json. The warnings name keys that
@@ -57,6 +60,7 @@ func ConvertLegacyJSON(data []byte, name string) ([]byte, []string, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Converted from the legacy btcagent file %s.\n", name)
 	fmt.Fprintf(&b, "# Settings left out have their defaults; see config.toml for every key.\n")
+	fmt.Fprintf(&b, "# Local share checks (share-check) are on; delete its [[plugins]] table to turn them off.\n")
 	for _, w := range warns {
 		fmt.Fprintf(&b, "# warning: %s\n", oneLine(w))
 	}
@@ -251,7 +255,12 @@ func fromLegacy(data []byte, name string) (*Config, []string, error) {
 		c.Outage.Policy = OutageDisconnect
 	}
 	c.Upstream.SubmitResponse = lg.boolean(m, "submit_response_from_server", false)
+	lg.proxies(m, &c.Upstream)
 
+	// Safe default the old agent did not have: stale, duplicate and
+	// low-difficulty shares are answered here and never cost uplink or pool
+	// rejects. First, so the plugins after it see good shares only.
+	c.Plugins = append(c.Plugins, NewPluginSpec(PluginShareCheck, nil))
 	if spec, ok := lg.workerName(m); ok {
 		c.Plugins = append(c.Plugins, spec)
 	}
@@ -327,6 +336,71 @@ func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify bool) 
 	}
 }
 
+// proxies imports the old agent's proxy list and its switches, with the old
+// defaults: use_proxy on, no direct race, direct fallback on.
+func (lg *legacy) proxies(m map[string]any, u *UpstreamOptions) {
+	raw, ok := m["proxy"]
+	use := lg.boolean(m, "use_proxy", true)
+	with := lg.boolean(m, "direct_connect_with_proxy", false)
+	after := lg.boolean(m, "direct_connect_after_proxy", true)
+	if !ok || raw == nil {
+		return
+	}
+	list, isArr := raw.([]any)
+	if !isArr {
+		lg.fail("legacy key \"proxy\" must be an array of proxy URLs, got %s", jsonType(raw))
+		return
+	}
+	var out []string
+	for i, e := range list {
+		s, isStr := e.(string)
+		if !isStr {
+			lg.fail("legacy proxy[%d] must be a string, got %s", i, jsonType(e))
+			return
+		}
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if s != proxydial.System {
+			s = lg.proxyURL(i, s)
+		}
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return
+	}
+	if !use {
+		lg.warn("use_proxy is false: the proxy list was not imported and pools are dialed directly")
+		return
+	}
+	u.Proxy, u.ProxyRaceDirect, u.ProxyFallbackDirect = out, with, after
+}
+
+// proxyURL carries an old proxy entry over: no scheme meant HTTP, and
+// socks/socks4/socks4a all meant SOCKS5 to the old agent.
+func (lg *legacy) proxyURL(i int, s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "http", s
+	}
+	switch strings.ToLower(scheme) {
+	case "socks", "socks4", "socks4a":
+		if !strings.EqualFold(scheme, "socks") {
+			lg.warn("proxy[%d] uses %s://; it is used as socks5://, as the old agent did", i, strings.ToLower(scheme))
+		}
+		scheme = "socks5"
+	}
+	s = strings.ToLower(scheme) + "://" + rest
+	if _, err := proxydial.ParseURL(s); err != nil {
+		lg.fail("legacy proxy[%d]: %v", i, err)
+		return ""
+	}
+	return s
+}
+
 // workerName maps the three worker-name options onto the worker-name
 // plugin. As in the old agent, a fixed name wins over the IP-derived one.
 func (lg *legacy) workerName(m map[string]any) (PluginSpec, bool) {
@@ -353,11 +427,6 @@ func (lg *legacy) workerName(m map[string]any) (PluginSpec, bool) {
 func (lg *legacy) unsupported(m map[string]any) {
 	if lg.boolean(m, "multi_user_mode", false) {
 		lg.warn("multi_user_mode is not supported: every miner works for pool_user %q (the first pool's sub-account), whatever sub-account its worker name carries", firstUser(m))
-	}
-	if raw, ok := m["proxy"]; ok {
-		if list, isArr := raw.([]any); !isArr || len(list) > 0 {
-			lg.warn("proxy is not supported and was ignored: the agent connects to pools directly")
-		}
 	}
 	if lg.boolean(m, "use_iocp", false) {
 		lg.warn("use_iocp is not needed and was ignored")

@@ -96,10 +96,11 @@ func TestLegacyReadmeExample(t *testing.T) {
 	if c.Outage.Policy != OutageDisconnect {
 		t.Errorf("policy = %q", c.Outage.Policy)
 	}
-	if len(c.Plugins) != 1 || c.Plugins[0].Name != PluginASICBoostGuard || len(c.Plugins[0].Options()) != 0 {
+	ps := afterShareCheck(t, c.Plugins)
+	if len(ps) != 1 || ps[0].Name != PluginASICBoostGuard || len(ps[0].Options()) != 0 {
 		t.Errorf("plugins = %+v", c.Plugins)
 	}
-	if err := c.Plugins[0].Decode(nil); err != nil {
+	if err := ps[0].Decode(nil); err != nil {
 		t.Errorf("asicboost-guard has options: %v", err)
 	}
 }
@@ -118,7 +119,7 @@ func TestLegacyConvertedText(t *testing.T) {
 		"[outage]\npolicy = \"disconnect\"\n",
 		"[[listen]]\nport = 3333\npool_user = \"u\"\n",
 		"[[listen.pool]]\nhost = \"p\"\nport = 1\n",
-		"[[plugins]]\nname = \"worker-name\"\nip_format = \"{1}x{2}x{3}x{4}\"\nmode = \"ip\"\n",
+		"[[plugins]]\nname = \"share-check\"\n\n[[plugins]]\nname = \"worker-name\"\nip_format = \"{1}x{2}x{3}x{4}\"\nmode = \"ip\"\n",
 		"[[plugins]]\nname = \"asicboost-guard\"\n",
 	} {
 		if !strings.Contains(s, want) {
@@ -168,8 +169,12 @@ func TestLegacyTLSAndIPNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warns) != 2 || !strings.Contains(warns[0], "proxy is not supported") || warns[1] != `unknown legacy key "log_dir" was ignored` {
+	if len(warns) != 1 || warns[0] != `unknown legacy key "log_dir" was ignored` {
 		t.Errorf("warnings: %q", warns)
+	}
+	// The old defaults: use_proxy on, no direct race, direct fallback on.
+	if !reflect.DeepEqual(c.Upstream.Proxy, []string{"socks5://127.0.0.1:1089"}) || c.Upstream.ProxyRaceDirect || !c.Upstream.ProxyFallbackDirect {
+		t.Errorf("proxy import: %q race=%v fallback=%v", c.Upstream.Proxy, c.Upstream.ProxyRaceDirect, c.Upstream.ProxyFallbackDirect)
 	}
 	l := c.Listen[0]
 	if l.Address != "192.168.1.10" || l.Port != 2000 || l.PoolUser != "farm" || l.Connections != 3 {
@@ -189,11 +194,12 @@ func TestLegacyTLSAndIPNames(t *testing.T) {
 	if c.Outage.Policy != OutageFake || c.Outage.FakeJobInterval != 10*time.Second || !c.Upstream.SubmitResponse {
 		t.Errorf("outage/upstream: %+v %+v", c.Outage, c.Upstream)
 	}
-	if len(c.Plugins) != 1 || c.Plugins[0].Name != PluginWorkerName {
+	ps := afterShareCheck(t, c.Plugins)
+	if len(ps) != 1 || ps[0].Name != PluginWorkerName {
 		t.Fatalf("plugins: %+v", c.Plugins)
 	}
 	var o workerNameOpts
-	if err := c.Plugins[0].Decode(&o); err != nil {
+	if err := ps[0].Decode(&o); err != nil {
 		t.Fatal(err)
 	}
 	if o != (workerNameOpts{Mode: "ip", IPFormat: "{3}x{4}"}) {
@@ -209,7 +215,7 @@ func TestLegacyFixedNameWins(t *testing.T) {
 	if len(warns) != 1 || !strings.Contains(warns[0], "use_ip_as_worker_name is ignored because fixed_worker_name is set") {
 		t.Errorf("warnings: %q", warns)
 	}
-	if got := c.Plugins[0].Options(); !reflect.DeepEqual(got, map[string]any{"mode": "fixed", "fixed_name": "proxy1"}) {
+	if got := afterShareCheck(t, c.Plugins)[0].Options(); !reflect.DeepEqual(got, map[string]any{"mode": "fixed", "fixed_name": "proxy1"}) {
 		t.Errorf("options: %v", got)
 	}
 	// Advanced keys written at the top level are honoured.
@@ -242,4 +248,58 @@ func TestLegacyErrors(t *testing.T) {
 			t.Errorf("multi-line error %q", err)
 		}
 	}
+}
+
+func TestLegacyProxies(t *testing.T) {
+	for _, tc := range []struct {
+		name, json  string
+		proxies     []string
+		race, after bool
+		warn, err   string
+	}{
+		{name: "switches", json: `"proxy": ["socks5://u:p@10.0.0.1:1080", "http://10.0.0.2:3128", "system"], "direct_connect_with_proxy": true, "direct_connect_after_proxy": false`,
+			proxies: []string{"socks5://u:p@10.0.0.1:1080", "http://10.0.0.2:3128", "system"}, race: true},
+		{name: "no scheme means http", json: `"proxy": ["10.0.0.2:3128"]`, proxies: []string{"http://10.0.0.2:3128"}, after: true},
+		{name: "socks4 is socks5", json: `"proxy": ["socks4://10.0.0.1:1080", "socks://10.0.0.3:1080"]`,
+			proxies: []string{"socks5://10.0.0.1:1080", "socks5://10.0.0.3:1080"}, after: true, warn: "used as socks5://"},
+		{name: "use_proxy off", json: `"proxy": ["http://10.0.0.2:3128"], "use_proxy": false`, warn: "use_proxy is false"},
+		{name: "empty", json: `"proxy": []`},
+		{name: "malformed", json: `"proxy": ["http://user:secret@10.0.0.2"]`, err: `legacy proxy[0]: proxy URL "http://***@10.0.0.2" has no port`},
+		{name: "not a list", json: `"proxy": "http://10.0.0.2:3128"`, err: `legacy key "proxy" must be an array`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := []byte(`{"agent_listen_port": 3333, "pools": [["p", 1, "u"]], ` + tc.json + `}`)
+			text, warns, err := ConvertLegacyJSON(data, "agent_conf.json")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "secret") {
+					t.Fatalf("error = %v, want %q without the password", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.warn != "" && !slices.ContainsFunc(warns, func(s string) bool { return strings.Contains(s, tc.warn) }) {
+				t.Errorf("no warning %q in %q", tc.warn, warns)
+			}
+			c, err := Parse(text, "converted.toml")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, text)
+			}
+			u := c.Upstream
+			if !reflect.DeepEqual(u.Proxy, tc.proxies) || (tc.proxies != nil && (u.ProxyRaceDirect != tc.race || u.ProxyFallbackDirect != tc.after)) {
+				t.Errorf("upstream = %q race=%v fallback=%v\n%s", u.Proxy, u.ProxyRaceDirect, u.ProxyFallbackDirect, text)
+			}
+		})
+	}
+}
+
+// afterShareCheck checks that a converted config starts with share-check
+// (the safe default every conversion adds) and returns the plugins after it.
+func afterShareCheck(t *testing.T, ps []PluginSpec) []PluginSpec {
+	t.Helper()
+	if len(ps) == 0 || ps[0].Name != PluginShareCheck || len(ps[0].Options()) != 0 || len(ps[0].Listen) != 0 {
+		t.Fatalf("converted config does not start with share-check on every listener: %+v", ps)
+	}
+	return ps[1:]
 }

@@ -3,9 +3,12 @@ package config
 import (
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/btcagent/btcagent/internal/proxydial"
 )
 
 var (
@@ -111,6 +114,31 @@ func (c *Config) validateUpstream() *Error {
 	}
 	if strings.ContainsFunc(u.UserAgent, isSpaceOrControl) {
 		return errorAt(p.child("user_agent"), "upstream.user_agent %q must not contain spaces or control characters", u.UserAgent)
+	}
+	return validateProxies(u.Proxy, p.child("proxy"), "upstream.")
+}
+
+// validateProxies checks a proxy list; prefix goes before "proxy[i]" in
+// messages. "system" is checked against the environment it will read.
+func validateProxies(list []string, p keyPath, prefix string) *Error {
+	seen := map[string]int{}
+	for i, s := range list {
+		ep := p.elem(i)
+		if j, dup := seen[s]; dup {
+			return errorAt(ep, "%sproxy[%d] repeats proxy[%d]", prefix, i, j)
+		}
+		seen[s] = i
+		if s == proxydial.System {
+			if env := proxydial.FromEnv(os.Getenv); env != "" {
+				if _, err := proxydial.ParseURL(env); err != nil {
+					return errorAt(ep, "%sproxy[%d] = \"system\": the environment's proxy: %v", prefix, i, err)
+				}
+			}
+			continue
+		}
+		if _, err := proxydial.ParseURL(s); err != nil {
+			return errorAt(ep, "%sproxy[%d]: %v", prefix, i, err)
+		}
 	}
 	return nil
 }
@@ -221,6 +249,19 @@ func validatePool(pool *Pool, p keyPath) *Error {
 	}
 	if strings.ContainsFunc(pool.User, isSpaceOrControl) {
 		return errorAt(p.child("user"), "%s: user %q must not contain spaces or control characters", label, pool.User)
+	}
+	if err := validateProxies(pool.Proxy, p.child("proxy"), label+": "); err != nil {
+		return err
+	}
+	if pool.Proxy != nil && len(pool.Proxy) == 0 {
+		for _, b := range []struct {
+			key string
+			v   *bool
+		}{{"proxy_race_direct", pool.ProxyRaceDirect}, {"proxy_fallback_direct", pool.ProxyFallbackDirect}} {
+			if b.v != nil {
+				return errorAt(p.child(b.key), "%s: %s has no effect with proxy = [] (this pool is dialed directly)", label, b.key)
+			}
+		}
 	}
 	return nil
 }

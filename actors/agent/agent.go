@@ -198,6 +198,9 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 	log := a.log.WithField("listener", lc.Name)
 	routes := []msg.Route{{Name: "", PoolUser: lc.PoolUser, Pools: poolAddrs(lc)}}
 	routes = append(routes, chain.Routes()...)
+	if err := withProxies(routes, lc, cfg.Upstream, a.log); err != nil {
+		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+	}
 	u := cfg.Upstream
 	coordEnv := &coordinator.Env{
 		Listener: lc.Name, Port: lc.Port, Routes: routes, Connections: lc.Connections,

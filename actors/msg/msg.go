@@ -6,6 +6,9 @@
 package msg
 
 import (
+	"context"
+	"crypto/tls"
+	"net"
 	"net/netip"
 	"time"
 
@@ -48,6 +51,15 @@ type PoolAddr struct {
 	TLS           bool
 	TLSSkipVerify bool
 	Protocol      string
+	Proxy         PoolDialer // nil: the pool is dialed directly
+}
+
+// PoolDialer opens a pool connection other than by a direct TCP dial:
+// through upstream proxies (internal/proxydial.Plan). It does the TLS
+// handshake with the pool itself when tlsCfg is set, because TLS runs
+// inside the proxy's tunnel.
+type PoolDialer interface {
+	Dial(ctx context.Context, addr string, timeout time.Duration, tlsCfg *tls.Config) (net.Conn, error)
 }
 
 // MinerInfo describes a miner to plugins and to the status API.

@@ -196,13 +196,16 @@ func jsonQuote(s string) []byte {
 
 func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.Conn, string, error) {
 	name := poolName(p)
+	if p.Proxy != nil {
+		return dialViaProxy(ctx, p, name, timeout)
+	}
 	d := net.Dialer{Timeout: timeout, KeepAlive: 60 * time.Second}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var conn net.Conn
 	var err error
 	if p.TLS {
-		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: p.Host, InsecureSkipVerify: p.TLSSkipVerify, MinVersion: tls.VersionTLS12}}
+		td := tls.Dialer{NetDialer: &d, Config: poolTLS(p)}
 		conn, err = td.DialContext(dctx, "tcp", name)
 	} else {
 		conn, err = d.DialContext(dctx, "tcp", name)
@@ -220,6 +223,30 @@ func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.C
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+	}
+	return conn, name, nil
+}
+
+func poolTLS(p msg.PoolAddr) *tls.Config {
+	return &tls.Config{ServerName: p.Host, InsecureSkipVerify: p.TLSSkipVerify, MinVersion: tls.VersionTLS12}
+}
+
+// dialViaProxy opens the connection through the pool's proxies (TLS with
+// the pool runs inside the tunnel). The failure's reason is the plan's
+// summary, so that repeated failures group in the log by cause.
+func dialViaProxy(ctx context.Context, p msg.PoolAddr, name string, timeout time.Duration) (net.Conn, string, error) {
+	var tlsCfg *tls.Config
+	if p.TLS {
+		tlsCfg = poolTLS(p)
+	}
+	conn, err := p.Proxy.Dial(ctx, name, timeout, tlsCfg)
+	if err != nil {
+		reason := "proxy connect failed"
+		var se interface{ Summary() string }
+		if errors.As(err, &se) {
+			reason = se.Summary()
+		}
+		return nil, name, &HandshakeError{Pool: name, Reason: reason, Err: err}
 	}
 	return conn, name, nil
 }

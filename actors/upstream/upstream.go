@@ -40,6 +40,7 @@ import (
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
+	"github.com/btcagent/btcagent/internal/proxydial"
 	"github.com/btcagent/btcagent/plugins"
 	"github.com/sirupsen/logrus"
 )
@@ -542,6 +543,9 @@ func (s *Slot) logReady(l *link, text string) {
 		f["en1"], f["subres"] = l.hs.EN1, l.hs.Subres
 	} else {
 		f["en1"], f["en2_size"] = l.shs.EN1, l.shs.EN2Size
+	}
+	if via := proxydial.Via(l.conn); via != "" {
+		f["via"] = via // credentials hidden
 	}
 	s.log().WithFields(f).Info(text)
 }

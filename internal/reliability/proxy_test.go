@@ -30,6 +30,7 @@ type proxy struct {
 
 	mu       sync.Mutex
 	attempts []time.Time
+	remotes  []string // source hosts of the connections, in arrival order
 	failedHS int
 	conns    map[net.Conn]struct{}
 	changed  chan struct{} // closed on every new attempt
@@ -59,6 +60,13 @@ func (p *proxy) Attempts() []time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]time.Time(nil), p.attempts...)
+}
+
+// Remotes are the source hosts of the connections that arrived.
+func (p *proxy) Remotes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.remotes...)
 }
 
 // WaitAttempts waits until at least n connections arrived.
@@ -110,6 +118,7 @@ func (p *proxy) acceptLoop() {
 		}
 		p.mu.Lock()
 		p.attempts = append(p.attempts, time.Now())
+		p.remotes = append(p.remotes, hostOf(c.RemoteAddr().String()))
 		close(p.changed)
 		p.changed = make(chan struct{})
 		p.mu.Unlock()

@@ -99,8 +99,8 @@ func TestLegacyConversionsBuild(t *testing.T) {
 	}
 }
 
-// The plugin examples in config.toml are commented out (the example config
-// must start without plugins); uncommented they must be a valid config.
+// The plugin examples in config.toml (share-check active, the others
+// commented out) must be a valid config once uncommented.
 func TestConfigExamplePlugins(t *testing.T) {
 	text, err := os.ReadFile(filepath.Join(plugintest.Root(t), "config.toml"))
 	if err != nil {
@@ -108,10 +108,10 @@ func TestConfigExamplePlugins(t *testing.T) {
 	}
 	var b strings.Builder
 	b.WriteString("[[listen]]\nport = 3333\npool_user = \"demo\"\n  [[listen.pool]]\n  host = \"127.0.0.1\"\n  port = 3334\n")
-	example := regexp.MustCompile(`^# ?(\s*\[\[plugins.*\]\]|\s*[a-z_]+ = .*)$`)
+	example := regexp.MustCompile(`^(# ?)?(\s*\[\[plugins.*\]\]|\s*[a-z_]+ = .*)$`)
 	inPlugins := false
 	for _, line := range strings.Split(string(text), "\n") {
-		if strings.HasPrefix(line, "# [[plugins]]") {
+		if strings.HasPrefix(line, "# [[plugins]]") || strings.HasPrefix(line, "[[plugins]]") {
 			inPlugins = true
 		}
 		if inPlugins && example.MatchString(line) {

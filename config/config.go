@@ -73,7 +73,7 @@ type FarmWatchOptions struct {
 	IdleMin             time.Duration `toml:"idle_min"`              // ... and never sooner than this
 	SlowPercent         float64       `toml:"slow_percent"`          // below this % of its own average = slow
 	SlowWindow          time.Duration `toml:"slow_window"`           // the average's time constant
-	HashrateDropPercent float64       `toml:"hashrate_drop_percent"` // farm hashrate_drop event threshold
+	HashrateDropPercent float64       `toml:"hashrate_drop_percent"` // farm hashrate_drop event threshold; 0 = off
 	HashrateDropWindow  time.Duration `toml:"hashrate_drop_window"`  // ... compared with the highest value in this window
 	LinkDownAfter       time.Duration `toml:"link_down_after"`       // a pool link down this long = pool_link_down event
 	SweepInterval       time.Duration `toml:"sweep_interval"`        // how often statuses are recomputed

@@ -28,6 +28,7 @@ import (
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/config"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/btcagent/btcagent/internal/logging"
 	"github.com/btcagent/btcagent/plugins"
 	"github.com/sirupsen/logrus"
@@ -63,6 +64,7 @@ type Agent struct {
 	stopOnce   sync.Once
 	reloadMu   sync.Mutex    // one Reload at a time, and never during Stop
 	restarts   atomic.Uint64 // suffix for the names of restarted coordinators
+	farm       *farmwatch.Watcher
 }
 
 // Listener is one [[listen]] block at run time.
@@ -130,6 +132,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opts: opts, log: log, alloc: sessionid.New(opts.MaxSessions)}
 	a.limiter = logging.NewRateLimited(log, time.Minute)
+	a.farm = farmwatch.New(cfg.FarmWatch, a.farmListeners, log)
 	a.pool = dispatch.New(opts.Workers, 0, 0)
 	a.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -177,7 +180,7 @@ var stopOnPanic = actor.NewOneForOneStrategy(0, time.Second, func(reason any) ac
 // newListener so that Reload can refuse a config before it changes anything.
 func (a *Agent) buildChain(cfg *config.Config, lc config.Listener) (*plugins.Chain, error) {
 	log := a.log.WithField("listener", lc.Name)
-	chain, err := plugins.Build(cfg.Plugins, plugins.Env{Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Log: log})
+	chain, err := plugins.Build(cfg.Plugins, plugins.Env{Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Log: log, Farm: a.farm})
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
@@ -255,6 +258,7 @@ func (a *Agent) Start() error {
 		}
 		a.serve(l, ln)
 	}
+	a.farm.Start()
 	return nil
 }
 
@@ -423,6 +427,7 @@ func (a *Agent) Stop() {
 	a.stopOnce.Do(func() {
 		a.reloadMu.Lock()
 		defer a.reloadMu.Unlock()
+		a.farm.Stop() // first: its last save still sees the miners connected
 		ls := a.Listeners()
 		for _, l := range ls {
 			if l.port != nil {

@@ -109,10 +109,11 @@ type Miner struct {
 	Connected  time.Time  `json:"connected"`
 	Upstream   string     `json:"upstream"` // pool link serving the miner; "" while it has none
 	// From the known-miners registry (see docs/OPERATIONS.md):
-	Status      string     `json:"status"`       // online, idle, slow or offline
-	StatusSince *time.Time `json:"status_since"` // when the status began; offline: last seen
-	LastSeen    *time.Time `json:"last_seen"`    // last sweep that saw the miner connected
-	SubAccount  string     `json:"sub_account"`  // the pool user the miner works for
+	Status      string     `json:"status"`                     // online, idle, slow or offline
+	StatusSince *time.Time `json:"status_since"`               // when the status began; offline: last seen
+	LastSeen    *time.Time `json:"last_seen"`                  // last sweep that saw the miner connected
+	SubAccount  string     `json:"sub_account"`                // the pool user the miner works for
+	Average     float64    `json:"average_hashrate,omitempty"` // registry rows: its own average over slow_window
 }
 
 // MinerPage is /api/v1/miners.
@@ -368,7 +369,7 @@ func offlineRow(m *farmwatch.Miner) Miner {
 	return Miner{
 		Listener: m.Listener, Worker: m.Worker, Address: m.Address, UserAgent: m.UserAgent, Difficulty: m.Difficulty,
 		Hashrate: 0, LastShare: timePtr(m.LastShare), Connected: m.LastSeen.UTC(), Status: string(m.Status),
-		StatusSince: timePtr(m.Since), LastSeen: timePtr(m.LastSeen), SubAccount: m.SubAccount,
+		StatusSince: timePtr(m.Since), LastSeen: timePtr(m.LastSeen), SubAccount: m.SubAccount, Average: m.Average,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -260,9 +261,15 @@ func TestDashboardOfflinePanel(t *testing.T) {
 			t.Errorf("#%s shows %v, want %d", id, got, want)
 		}
 	}
+	// The problem table ends at #problems-more; fieldsIn would run past
+	// the last row into the rest of the page.
+	end := slices.IndexFunc(es, func(e element) bool { return e["id"] == "problems-more" })
+	if end < 0 {
+		t.Fatal("#problems-more missing")
+	}
 	offline := a.Farm().Miners(farmwatch.Offline)
 	for _, m := range offline {
-		got := fieldsIn(es, "data-problem", m.Worker)
+		got := fieldsIn(es[:end], "data-problem", m.Worker)
 		if got["status"] != "offline" || got["address"] != m.Address || !strings.HasPrefix(m.Address, "127.0.0.1:") {
 			t.Errorf("row for %s: %v, want offline at %s", m.Worker, got, m.Address)
 		}

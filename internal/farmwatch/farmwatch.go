@@ -86,6 +86,7 @@ type Miner struct {
 
 	avgSince time.Time // first hashrate sample of the average
 	avgAt    time.Time // last update of the average
+	avgShare time.Time // last share folded into the average
 	activity time.Time // last share, or connection if later
 	present  bool      // seen by the current sweep
 	alerted  bool      // an offline event was sent
@@ -468,7 +469,18 @@ func addrString(a netip.AddrPort) string {
 // average moves the miner's own hashrate average: an exponential moving
 // average with slow_window as its time constant, so that it needs no
 // per-miner history and costs the same for 10 or 100,000 miners.
+//
+// The average starts with the miner's first share (a freshly connected
+// miner's estimate of 0 would otherwise anchor it for an hour), and until
+// it is one window old it is the mean of the samples so far, so that it is
+// not biased towards its first value. It only moves on sweeps that saw a
+// new share: it is the miner's rate while it works, so a silent miner does
+// not drag down its own idle threshold (the expected share interval).
 func (w *Watcher) average(m *Miner, now time.Time) {
+	if m.LastShare.IsZero() || !m.LastShare.After(m.avgShare) {
+		return
+	}
+	m.avgShare = m.LastShare
 	if m.avgSince.IsZero() || m.avgAt.IsZero() {
 		m.Average, m.avgSince, m.avgAt = m.Hashrate, now, now
 		return
@@ -478,6 +490,9 @@ func (w *Watcher) average(m *Miner, now time.Time) {
 		return
 	}
 	alpha := 1 - math.Exp(-dt/w.opts.SlowWindow.Seconds())
+	if age := now.Sub(m.avgSince).Seconds(); age > 0 {
+		alpha = max(alpha, dt/(age+dt))
+	}
 	m.Average += alpha * (m.Hashrate - m.Average)
 	m.avgAt = now
 }
@@ -498,7 +513,7 @@ func (w *Watcher) status(m *Miner, now time.Time) Status {
 		return Idle
 	}
 	// The average needs a sixth of its window before it means anything.
-	warm := now.Sub(m.avgSince) >= o.SlowWindow/6
+	warm := !m.avgSince.IsZero() && now.Sub(m.avgSince) >= o.SlowWindow/6
 	if warm && m.Average > 0 && m.Hashrate < m.Average*o.SlowPercent/100 {
 		return Slow
 	}

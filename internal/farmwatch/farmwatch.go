@@ -134,6 +134,9 @@ type Events interface {
 	// Subscribe calls fn with the events of each sweep that has any, on the
 	// sweep goroutine: fn must not block. cancel stops the calls.
 	Subscribe(fn func([]Event)) (cancel func())
+	// Done is closed when the registry stops for good (agent shutdown), so
+	// that subscribers can release what they hold.
+	Done() <-chan struct{}
 }
 
 // Watcher owns the registry and the sweep loop.
@@ -156,9 +159,11 @@ type Watcher struct {
 	subs    map[int]func([]Event)
 	nextSub int
 
-	loopMu sync.Mutex
-	stop   chan struct{}
-	done   chan struct{}
+	loopMu   sync.Mutex
+	stop     chan struct{}
+	done     chan struct{}
+	final    chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
 type sample struct {
@@ -192,7 +197,7 @@ func New(opts config.FarmWatchOptions, src Source, log logrus.FieldLogger) *Watc
 	w := &Watcher{
 		src: src, log: log.WithField("component", "farm-watch"), started: time.Now(), opts: withDefaults(opts),
 		miners: map[minerKey]*Miner{}, links: map[linkKey]*linkState{}, failovers: map[string]failoverState{},
-		subs: map[int]func([]Event){},
+		subs: map[int]func([]Event){}, final: make(chan struct{}),
 	}
 	w.load()
 	return w
@@ -292,8 +297,13 @@ func (w *Watcher) Start() {
 	go w.loop(w.stop, w.done, w.Options().SweepInterval)
 }
 
-// Stop ends the loop and writes the state file one last time.
+// Done implements Events.
+func (w *Watcher) Done() <-chan struct{} { return w.final }
+
+// Stop ends the loop and writes the state file one last time; the watcher
+// is not meant to be started again.
 func (w *Watcher) Stop() {
+	defer w.stopOnce.Do(func() { close(w.final) })
 	w.loopMu.Lock()
 	stop, done := w.stop, w.done
 	w.stop, w.done = nil, nil

@@ -237,6 +237,8 @@ type group struct {
 	refs      int
 	cancel    func()
 	senders   []*sender
+	closeOnce sync.Once
+	closed    chan struct{}
 }
 
 func join(f *FarmWatch, env plugins.Env) *group {
@@ -251,12 +253,21 @@ func join(f *FarmWatch, env plugins.Env) *group {
 		}
 		// The senders speak for every listener of the table.
 		log = log.WithField("listener", "all")
-		g = &group{key: k, kinds: f.kinds, listeners: map[string]int{}}
+		g = &group{key: k, kinds: f.kinds, listeners: map[string]int{}, closed: make(chan struct{})}
 		for _, h := range f.Webhooks {
 			g.senders = append(g.senders, newSender(f, h, log))
 		}
 		g.cancel = env.Farm.Subscribe(g.deliver)
 		groups[k] = g
+		// An agent that stops does not close its chains: the registry's
+		// end releases the senders instead.
+		go func() {
+			select {
+			case <-env.Farm.Done():
+				g.close()
+			case <-g.closed:
+			}
+		}()
 	}
 	g.mu.Lock()
 	g.listeners[env.Listener]++
@@ -274,16 +285,26 @@ func (g *group) leave(listener string) {
 	g.mu.Unlock()
 	g.refs--
 	last := g.refs == 0
-	if last {
-		delete(groups, g.key)
-	}
 	groupsMu.Unlock()
 	if last {
+		g.close()
+	}
+}
+
+// close ends the subscription and the senders (once).
+func (g *group) close() {
+	g.closeOnce.Do(func() {
+		groupsMu.Lock()
+		if groups[g.key] == g {
+			delete(groups, g.key)
+		}
+		groupsMu.Unlock()
+		close(g.closed)
 		g.cancel()
 		for _, s := range g.senders {
 			s.stop()
 		}
-	}
+	})
 }
 
 // deliver runs on the registry's sweep goroutine: it filters and queues,

@@ -24,6 +24,16 @@ type bus struct {
 	mu   sync.Mutex
 	subs map[int]func([]farmwatch.Event)
 	n    int
+	done chan struct{}
+}
+
+func (b *bus) Done() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done == nil {
+		b.done = make(chan struct{})
+	}
+	return b.done
 }
 
 func (b *bus) Subscribe(fn func([]farmwatch.Event)) func() {
@@ -389,4 +399,29 @@ func TestProvisionErrors(t *testing.T) {
 			t.Errorf("%v: error %v, want %q without the URL", c.opts, err, c.want)
 		}
 	}
+}
+
+// When the registry stops (agent shutdown, which does not close chains)
+// the senders and the subscription go with it.
+func TestRegistryStopReleasesSenders(t *testing.T) {
+	r := newReceiver(t)
+	b := &bus{}
+	f := provision(t, quick(Webhook{URL: r.srv.URL}), b, "main", nil)
+	b.Done()
+	b.mu.Lock()
+	close(b.done)
+	b.mu.Unlock()
+	select {
+	case <-f.grp.senders[0].done:
+	case <-time.After(testenv.Timeout):
+		t.Fatal("sender still running after the registry stopped")
+	}
+	deadline := time.Now().Add(testenv.Timeout)
+	for b.subscribers() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b.subscribers() != 0 {
+		t.Fatal("subscription outlived the registry")
+	}
+	_ = f.Close() // and a later Close is harmless
 }

@@ -112,3 +112,83 @@ func TestRestartKeepsKnownMiners(t *testing.T) {
 		t.Fatalf("the offline miner after restart: %+v", m)
 	}
 }
+
+// collect subscribes to the watcher and returns a channel of its events.
+func collect(t *testing.T, w *farmwatch.Watcher) <-chan farmwatch.Event {
+	ch := make(chan farmwatch.Event, 1000)
+	cancel := w.Subscribe(func(evs []farmwatch.Event) {
+		for _, e := range evs {
+			select {
+			case ch <- e:
+			default: // the test stopped reading
+			}
+		}
+	})
+	t.Cleanup(cancel)
+	return ch
+}
+
+// awaitKinds reads events until every wanted kind has been seen n times.
+func awaitKinds(t *testing.T, ch <-chan farmwatch.Event, want map[farmwatch.Kind]int) []farmwatch.Event {
+	t.Helper()
+	var got []farmwatch.Event
+	seen := map[farmwatch.Kind]int{}
+	timeout := time.After(testenv.Timeout)
+	for {
+		done := true
+		for k, n := range want {
+			if seen[k] < n {
+				done = false
+			}
+		}
+		if done {
+			return got
+		}
+		select {
+		case e := <-ch:
+			got = append(got, e)
+			seen[e.Kind]++
+		case <-timeout:
+			t.Fatalf("timed out: saw %v, want %v", seen, want)
+		}
+	}
+}
+
+// The first pool of the list goes away: the agent's links fail over to the
+// second one (a failover event), and when the second is refused too the
+// links stay down past link_down_after (pool_link_down per slot), then come
+// back (pool_link_up). All derived from stats and snapshots by the sweep.
+func TestPoolLinkAndFailoverEvents(t *testing.T) {
+	first := testenv.Pool(t, poolsim.Config{Validate: poolsim.ValidateStructural})
+	second := testenv.Pool(t, poolsim.Config{Validate: poolsim.ValidateStructural})
+	cfg := testenv.Config(t, "farm", first.Addr(), second.Addr())
+	cfg.FarmWatch.SweepInterval = 50 * time.Millisecond
+	cfg.FarmWatch.LinkDownAfter = 300 * time.Millisecond
+	cfg.FarmWatch.HashrateDropPercent = 0
+	cfg.Outage.Policy = config.OutageWait
+	cfg.Outage.Wait = time.Minute
+	a := testenv.Agent(t, cfg, agent.Options{})
+	ch := collect(t, a.Farm())
+	testenv.Miners(t, minersim.Config{Target: testenv.Addr(a), Miners: 2, ShareInterval: 100 * time.Millisecond})
+
+	first.SetRefuse(true)
+	first.DropAll()
+	evs := awaitKinds(t, ch, map[farmwatch.Kind]int{farmwatch.Failover: 1})
+	for _, e := range evs {
+		if e.Kind == farmwatch.Failover && (e.Listener != cfg.Listen[0].Name || e.Count < 1) {
+			t.Fatalf("failover event %+v", e)
+		}
+	}
+
+	second.SetRefuse(true)
+	second.DropAll()
+	slots := cfg.Listen[0].Connections
+	evs = awaitKinds(t, ch, map[farmwatch.Kind]int{farmwatch.LinkDown: slots})
+	for _, e := range evs {
+		if e.Kind == farmwatch.LinkDown && e.Seconds < 0.3 {
+			t.Fatalf("link reported down after %.2fs, before link_down_after", e.Seconds)
+		}
+	}
+	second.SetRefuse(false)
+	awaitKinds(t, ch, map[farmwatch.Kind]int{farmwatch.LinkUp: slots})
+}

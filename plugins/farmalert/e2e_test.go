@@ -163,3 +163,62 @@ func TestFiftyMinersTenStop(t *testing.T) {
 		t.Fatalf("after the return: %d offline in the API, counts %v", page.Total, counts())
 	}
 }
+
+// A reload that restarts the listener builds a new plugin chain and closes
+// the old one: the alerts go on through the shared sender (no gap, no
+// duplicate), and new [farm_watch] thresholds apply.
+func TestAlertsSurviveReload(t *testing.T) {
+	hooks := make(chan farmalert.JSONBody, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b farmalert.JSONBody
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		hooks <- b
+	}))
+	t.Cleanup(recv.Close)
+	pool := testenv.Pool(t, poolsim.Config{Validate: poolsim.ValidateStructural})
+	cfg := testenv.Config(t, "farm", pool.Addr())
+	cfg.FarmWatch.SweepInterval = 100 * time.Millisecond
+	cfg.FarmWatch.Grace = time.Minute
+	cfg.FarmWatch.IdleMin = time.Minute
+	cfg.FarmWatch.HashrateDropPercent = 0
+	cfg.Plugins = []config.PluginSpec{config.NewPluginSpec("farm-watch", map[string]any{
+		"events": []string{"miner_offline"}, "batch_window": "200ms", "min_interval": "10ms",
+		"webhook": []map[string]any{{"url": recv.URL}},
+	})}
+	a := testenv.Agent(t, cfg, agent.Options{})
+	sim := testenv.Miners(t, minersim.Config{Target: testenv.Addr(a), Miners: 3, ShareInterval: 100 * time.Millisecond,
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond})
+	name := cfg.Listen[0].Name
+	waitUntil(t, "3 miners online", func() bool { return a.Farm().Counts()[name][farmwatch.Online] == 3 })
+
+	next := *cfg
+	next.Listen = append([]config.Listener(nil), cfg.Listen...)
+	next.Upstream.FlushInterval = 7 * time.Millisecond // restarts the listener
+	next.FarmWatch.Grace = 500 * time.Millisecond
+	res, err := a.Reload(&next)
+	if err != nil || len(res.Restarted) != 1 {
+		t.Fatalf("reload: %+v %v", res, err)
+	}
+	if g := a.Farm().Options().Grace; g != 500*time.Millisecond {
+		t.Fatalf("offline_after after reload: %v", g)
+	}
+	// The moved miners are the same known miners: nobody went offline.
+	waitUntil(t, "3 miners back on the new listener", func() bool {
+		return len(a.Listeners()) == 1 && a.Listeners()[0].Stats.MinersAuth.Load() == 3
+	})
+	sim.Stop()
+	var msg farmalert.JSONBody
+	select {
+	case msg = <-hooks:
+	case <-time.After(testenv.Timeout):
+		t.Fatal("no alert after the reload")
+	}
+	if len(msg.Events) != 3 {
+		t.Fatalf("after the reload: %d events, want the 3 stopped miners once (%v)", len(msg.Events), msg.Counts)
+	}
+	select {
+	case extra := <-hooks:
+		t.Fatalf("a second message: %v", extra.Counts)
+	case <-time.After(500 * time.Millisecond):
+	}
+}

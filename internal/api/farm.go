@@ -51,10 +51,7 @@ func (s *Server) farm(now time.Time, limit int) *Farm {
 		}
 		out.Listeners[l] = m
 	}
-	for _, m := range w.Miners("") {
-		if m.Status == farmwatch.Online {
-			continue
-		}
+	for _, m := range w.MinersWhere(func(m *farmwatch.Miner) bool { return m.Status != farmwatch.Online }) {
 		r := offlineRow(&m)
 		if m.Status != farmwatch.Offline {
 			r.Hashrate = m.Hashrate

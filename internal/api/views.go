@@ -317,18 +317,6 @@ func (q *minerQuery) sortName() string {
 // its status from the registry, plus the registry's offline miners when the
 // query asks for them.
 func minerRows(ls []*agent.Listener, farm *farmwatch.Watcher, q minerQuery, now time.Time) []Miner {
-	known := map[[2]string]*farmwatch.Miner{}
-	var offline []farmwatch.Miner
-	if farm != nil {
-		all := farm.Miners("")
-		for i := range all {
-			m := &all[i]
-			known[[2]string{m.Listener, m.Worker}] = m
-			if m.Status == farmwatch.Offline {
-				offline = append(offline, *m)
-			}
-		}
-	}
 	want := func(st farmwatch.Status) bool { return len(q.statuses) == 0 || slices.Contains(q.statuses, st) }
 	var rows []Miner
 	for _, l := range ls {
@@ -342,8 +330,8 @@ func minerRows(ls []*agent.Listener, farm *farmwatch.Watcher, q minerQuery, now 
 			r.LastSeen = timePtr(now)
 			// A miner connected right now is not offline, whatever the
 			// last sweep said; it has at most not been swept yet.
-			if k := known[[2]string{name, r.Worker}]; k != nil && k.Status != farmwatch.Offline {
-				r.Status, r.StatusSince = string(k.Status), timePtr(k.Since)
+			if st, since, ok := farmStatus(farm, name, r.Worker); ok && st != farmwatch.Offline {
+				r.Status, r.StatusSince = string(st), timePtr(since)
 			} else {
 				r.StatusSince = timePtr(r.Connected)
 			}
@@ -353,14 +341,21 @@ func minerRows(ls []*agent.Listener, farm *farmwatch.Watcher, q minerQuery, now 
 			return true
 		})
 	}
-	if len(q.statuses) > 0 && slices.Contains(q.statuses, farmwatch.Offline) {
-		for _, m := range offline {
-			if q.listener == "" || m.Listener == q.listener {
-				rows = append(rows, offlineRow(&m))
-			}
+	if farm != nil && slices.Contains(q.statuses, farmwatch.Offline) {
+		for _, m := range farm.MinersWhere(func(m *farmwatch.Miner) bool {
+			return m.Status == farmwatch.Offline && (q.listener == "" || m.Listener == q.listener)
+		}) {
+			rows = append(rows, offlineRow(&m))
 		}
 	}
 	return rows
+}
+
+func farmStatus(farm *farmwatch.Watcher, listener, worker string) (farmwatch.Status, time.Time, bool) {
+	if farm == nil || worker == "" {
+		return "", time.Time{}, false
+	}
+	return farm.Status(listener, worker)
 }
 
 // offlineRow shows a miner that is gone: its last address (where to walk

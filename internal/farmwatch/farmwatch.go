@@ -662,10 +662,17 @@ func (w *Watcher) failoverEvents(seen []observed, now time.Time) []Event {
 // Miners returns a copy of the known miners with the given status (all when
 // status is ""), sorted by listener and worker.
 func (w *Watcher) Miners(status Status) []Miner {
+	return w.MinersWhere(func(m *Miner) bool { return status == "" || m.Status == status })
+}
+
+// MinersWhere returns a copy of the known miners for which keep is true,
+// sorted by listener and worker. keep runs under the registry's lock and
+// must not call the watcher.
+func (w *Watcher) MinersWhere(keep func(*Miner) bool) []Miner {
 	w.mu.Lock()
-	out := make([]Miner, 0, len(w.miners))
+	var out []Miner
 	for _, m := range w.miners {
-		if status == "" || m.Status == status {
+		if keep(m) {
 			out = append(out, *m)
 		}
 	}
@@ -674,6 +681,18 @@ func (w *Watcher) Miners(status Status) []Miner {
 		return cmp.Or(cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Worker, b.Worker))
 	})
 	return out
+}
+
+// Status returns a known miner's status and since when, without copying
+// the record (the API asks for every connected miner).
+func (w *Watcher) Status(listener, worker string) (Status, time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.miners[minerKey{listener, worker}]
+	if !ok {
+		return "", time.Time{}, false
+	}
+	return m.Status, m.Since, true
 }
 
 // Lookup returns one known miner.
@@ -692,6 +711,10 @@ func (w *Watcher) Lookup(listener, worker string) (Miner, bool) {
 func (w *Watcher) Counts() map[string]map[Status]int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.counts()
+}
+
+func (w *Watcher) counts() map[string]map[Status]int {
 	out := map[string]map[Status]int{}
 	for _, m := range w.miners {
 		c := out[m.Listener]

@@ -117,7 +117,7 @@ type Event struct {
 	Listener  string    `json:"listener,omitempty"`
 	Worker    string    `json:"worker,omitempty"`
 	Address   string    `json:"address,omitempty"`
-	Since     time.Time `json:"since"`                      // offline: last seen; online: offline since; link: down since
+	Since     time.Time `json:"since,omitzero"`             // offline: last seen; online: offline since; link: down since
 	Seconds   float64   `json:"duration_seconds,omitempty"` // how long it had lasted
 	Pool      string    `json:"pool,omitempty"`
 	Slot      int       `json:"slot,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -388,5 +389,25 @@ func TestSubscribe(t *testing.T) {
 	r.sweep(time.Second)
 	if len(got) != 1 || len(got[0]) != 1 || got[0][0].Kind != MinerOffline {
 		t.Fatalf("subscriber got %+v", got)
+	}
+}
+
+// BenchmarkSweep is one sweep over a farm of 10,000 connected miners (the
+// work done every sweep_interval, off the share path).
+func BenchmarkSweep(b *testing.B) {
+	st := stats.NewListener("main", 3333)
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 10000 {
+		m := &stats.Miner{SessionID: uint16(i + 1), Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 4028), Connected: now}
+		m.SetIdentity("cgminer/4.10.0", "farm.w"+strconv.Itoa(i))
+		m.Difficulty.Store(8192)
+		m.AddAccepted(8192, now)
+		st.AddMiner(m)
+	}
+	w := New(config.DefaultFarmWatch(), func() []Listener { return []Listener{{Name: "main", PoolUser: "farm", Stats: st}} }, logrus.New())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		w.Sweep(now.Add(time.Duration(i+1) * 10 * time.Second))
 	}
 }

@@ -460,6 +460,10 @@ func (w *Watcher) update(seen []observed, now time.Time) []Event {
 				Since: m.LastSeen, Seconds: now.Sub(m.LastSeen).Seconds(), UserAgent: m.UserAgent, Hashrate: m.Hashrate})
 		}
 	}
+	// A message lists miners in a stable order: by listener, then name.
+	slices.SortFunc(evs, func(a, b Event) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Worker, b.Worker))
+	})
 	w.expire(now)
 	evs = append(evs, w.farmDrop(farm, now)...)
 	evs = append(evs, w.linkEvents(seen, now)...)

@@ -42,7 +42,7 @@ type Env struct {
 	Log      logrus.FieldLogger
 	// Farm delivers the known-miners registry's events (miner offline and
 	// back, hashrate drop, pool link down, failover); nil when the plugin is
-	// only being checked (config check, reload dry-run).
+	// only being checked (`btcagent config check`, Validate).
 	Farm farmwatch.Events
 }
 

@@ -16,21 +16,22 @@ import (
 
 // Config is the whole agent configuration.
 type Config struct {
-	LogLevel         string          `toml:"log_level"`            // debug|info|warn|error
-	LogFormat        string          `toml:"log_format"`           // text|json
-	LogDir           string          `toml:"log_dir"`              // "" or "stderr" = stderr; after Load, relative paths are made absolute against the config file's directory
-	LogMaxSizeMB     int             `toml:"log_max_size_mb"`      // rotate the log file at this size
-	LogMaxFiles      int             `toml:"log_max_files"`        // rotated files kept
-	HTTPListen       string          `toml:"http_listen"`          // status/metrics/dashboard; "" disables
-	HTTPToken        string          `toml:"http_token"`           // optional bearer token for the HTTP endpoints
-	HTTPAllowedHosts []string        `toml:"http_allowed_hosts"`   // Host names the HTTP server answers to besides loopback and http_listen
-	HTTPMaxConns     int             `toml:"http_max_connections"` // concurrent HTTP connections, 1..4096
-	Upstream         UpstreamOptions `toml:"upstream"`
-	Miner            MinerOptions    `toml:"miner"`
-	Outage           OutageOptions   `toml:"outage"`
-	Listen           []Listener      `toml:"listen"`
-	Plugins          []PluginSpec    `toml:"-"` // from the [[plugins]] tables, in file order
-	Path             string          `toml:"-"` // absolute path of the file it was loaded from
+	LogLevel         string           `toml:"log_level"`            // debug|info|warn|error
+	LogFormat        string           `toml:"log_format"`           // text|json
+	LogDir           string           `toml:"log_dir"`              // "" or "stderr" = stderr; after Load, relative paths are made absolute against the config file's directory
+	LogMaxSizeMB     int              `toml:"log_max_size_mb"`      // rotate the log file at this size
+	LogMaxFiles      int              `toml:"log_max_files"`        // rotated files kept
+	HTTPListen       string           `toml:"http_listen"`          // status/metrics/dashboard; "" disables
+	HTTPToken        string           `toml:"http_token"`           // optional bearer token for the HTTP endpoints
+	HTTPAllowedHosts []string         `toml:"http_allowed_hosts"`   // Host names the HTTP server answers to besides loopback and http_listen
+	HTTPMaxConns     int              `toml:"http_max_connections"` // concurrent HTTP connections, 1..4096
+	Upstream         UpstreamOptions  `toml:"upstream"`
+	Miner            MinerOptions     `toml:"miner"`
+	Outage           OutageOptions    `toml:"outage"`
+	FarmWatch        FarmWatchOptions `toml:"farm_watch"`
+	Listen           []Listener       `toml:"listen"`
+	Plugins          []PluginSpec     `toml:"-"` // from the [[plugins]] tables, in file order
+	Path             string           `toml:"-"` // absolute path of the file it was loaded from
 }
 
 // UpstreamOptions tune the links from the agent to the pools.
@@ -66,6 +67,25 @@ type OutageOptions struct {
 	Policy          string        `toml:"policy"`            // "disconnect" | "wait" | "fake"
 	Wait            time.Duration `toml:"wait"`              // for "wait": keep miners this long, then disconnect
 	FakeJobInterval time.Duration `toml:"fake_job_interval"` // for "fake": how often a fake job is sent
+}
+
+// FarmWatchOptions tune the known-miners registry: how long miners are
+// remembered, where the list is kept across restarts, and when a miner counts
+// as offline, idle or slow. The alerts themselves are the farm-watch plugin's.
+type FarmWatchOptions struct {
+	StateFile           string        `toml:"state_file"`            // "" = not persisted; after Load, relative to the config file
+	Expire              time.Duration `toml:"expire"`                // forget a miner not seen for this long
+	MaxMiners           int           `toml:"max_miners"`            // cap of the list; the longest unseen are forgotten first
+	Grace               time.Duration `toml:"offline_after"`         // gone this long = offline
+	IdleFactor          float64       `toml:"idle_factor"`           // no share for this many expected share intervals = idle
+	IdleMin             time.Duration `toml:"idle_min"`              // ... and never sooner than this
+	SlowPercent         float64       `toml:"slow_percent"`          // below this % of its own average = slow
+	SlowWindow          time.Duration `toml:"slow_window"`           // the average's time constant
+	HashrateDropPercent float64       `toml:"hashrate_drop_percent"` // farm hashrate_drop event threshold; 0 = off
+	HashrateDropWindow  time.Duration `toml:"hashrate_drop_window"`  // ... compared with the highest value in this window
+	LinkDownAfter       time.Duration `toml:"link_down_after"`       // a pool link down this long = pool_link_down event
+	SweepInterval       time.Duration `toml:"sweep_interval"`        // how often statuses are recomputed
+	SaveInterval        time.Duration `toml:"save_interval"`         // how often the state file is rewritten
 }
 
 // Outage policies.
@@ -169,6 +189,25 @@ func Default() *Config {
 			Wait:            120 * time.Second,
 			FakeJobInterval: 30 * time.Second,
 		},
+		FarmWatch: DefaultFarmWatch(),
+	}
+}
+
+// DefaultFarmWatch returns the [farm_watch] defaults.
+func DefaultFarmWatch() FarmWatchOptions {
+	return FarmWatchOptions{
+		Expire:              7 * 24 * time.Hour,
+		MaxMiners:           100000,
+		Grace:               2 * time.Minute,
+		IdleFactor:          10,
+		IdleMin:             2 * time.Minute,
+		SlowPercent:         50,
+		SlowWindow:          time.Hour,
+		HashrateDropPercent: 20,
+		HashrateDropWindow:  10 * time.Minute,
+		LinkDownAfter:       60 * time.Second,
+		SweepInterval:       10 * time.Second,
+		SaveInterval:        time.Minute,
 	}
 }
 

@@ -139,7 +139,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := Default()
-	if !reflect.DeepEqual(c.Upstream, def.Upstream) || c.Miner != def.Miner || c.Outage != def.Outage {
+	if !reflect.DeepEqual(c.Upstream, def.Upstream) || c.Miner != def.Miner || c.Outage != def.Outage || c.FarmWatch != def.FarmWatch {
 		t.Errorf("config.toml does not show the defaults:\n%+v\n%+v", c, def)
 	}
 	if c.LogLevel != def.LogLevel || c.LogFormat != def.LogFormat || c.LogDir != def.LogDir ||

@@ -29,6 +29,7 @@ func (c *Config) WriteTOML(w io.Writer) error {
 		{"upstream", &c.Upstream, &def.Upstream},
 		{"miner", &c.Miner, &def.Miner},
 		{"outage", &c.Outage, &def.Outage},
+		{"farm_watch", &c.FarmWatch, &def.FarmWatch},
 	} {
 		e.fields(sec.name, reflect.ValueOf(sec.val).Elem(), reflect.ValueOf(sec.dflt).Elem())
 	}

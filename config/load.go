@@ -44,6 +44,9 @@ func (c *Config) setPath(path string) error {
 	if c.LogDir != "" && c.LogDir != "stderr" && !filepath.IsAbs(c.LogDir) {
 		c.LogDir = filepath.Join(filepath.Dir(abs), c.LogDir)
 	}
+	if f := c.FarmWatch.StateFile; f != "" && !filepath.IsAbs(f) {
+		c.FarmWatch.StateFile = filepath.Join(filepath.Dir(abs), f)
+	}
 	return nil
 }
 

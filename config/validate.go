@@ -37,7 +37,7 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validate() *Error {
-	checks := []func() *Error{c.validateLogging, c.validateHTTP, c.validateUpstream, c.validateMiner, c.validateOutage, c.validateListeners, c.validatePlugins}
+	checks := []func() *Error{c.validateLogging, c.validateHTTP, c.validateUpstream, c.validateMiner, c.validateOutage, c.validateFarmWatch, c.validateListeners, c.validatePlugins}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -171,6 +171,41 @@ func (c *Config) validateOutage() *Error {
 		return err
 	}
 	return positive(p.child("fake_job_interval"), o.FakeJobInterval)
+}
+
+func (c *Config) validateFarmWatch() *Error {
+	f := &c.FarmWatch
+	p := top("farm_watch")
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"expire", f.Expire}, {"offline_after", f.Grace}, {"idle_min", f.IdleMin}, {"slow_window", f.SlowWindow},
+		{"hashrate_drop_window", f.HashrateDropWindow}, {"link_down_after", f.LinkDownAfter},
+		{"sweep_interval", f.SweepInterval}, {"save_interval", f.SaveInterval},
+	} {
+		if err := positive(p.child(d.key), d.v); err != nil {
+			return err
+		}
+	}
+	if err := intRange(p.child("max_miners"), f.MaxMiners, 1, 10_000_000); err != nil {
+		return err
+	}
+	for _, x := range []struct {
+		key    string
+		v      float64
+		lo, hi float64
+	}{
+		{"idle_factor", f.IdleFactor, 1, 1e6}, {"slow_percent", f.SlowPercent, 0, 100}, {"hashrate_drop_percent", f.HashrateDropPercent, 0, 100},
+	} {
+		if !(x.v >= x.lo && x.v <= x.hi) {
+			return errorAt(p.child(x.key), "%s = %g is out of range %g..%g", p.child(x.key).dotted(), x.v, x.lo, x.hi)
+		}
+	}
+	if f.Expire < f.Grace {
+		return errorAt(p.child("expire"), "%s must not be shorter than %s", p.child("expire").dotted(), p.child("offline_after").dotted())
+	}
+	return nil
 }
 
 func isSpaceOrControl(r rune) bool {

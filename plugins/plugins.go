@@ -15,6 +15,7 @@ import (
 
 	"github.com/btcagent/btcagent/actors/msg"
 	"github.com/btcagent/btcagent/config"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/sirupsen/logrus"
 )
 
@@ -39,6 +40,10 @@ type Env struct {
 	PoolUser string // the listener's pool user
 	Index    int    // position in the chain: the plugin's msg.Scratch slot
 	Log      logrus.FieldLogger
+	// Farm delivers the known-miners registry's events (miner offline and
+	// back, hashrate drop, pool link down, failover); nil when the plugin is
+	// only being checked (`btcagent config check`, Validate).
+	Farm farmwatch.Events
 }
 
 // Provisioner is called once per instance after decoding; an error refuses the config.

@@ -31,6 +31,7 @@ import (
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/config"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/btcagent/btcagent/internal/logging"
 	"github.com/btcagent/btcagent/plugins"
 	cmap "github.com/orcaman/concurrent-map"
@@ -63,6 +64,7 @@ type Agent struct {
 	stopOnce  sync.Once
 	reloadMu  sync.Mutex    // one Reload at a time, and never during Stop
 	restarts  atomic.Uint64 // suffix for the names of restarted coordinators
+	farm      *farmwatch.Watcher
 }
 
 // Listener is one [[listen]] block at run time.
@@ -150,6 +152,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	// A few hundred queued activations is plenty for a handful of actors;
 	// the pool runs the rest on goroutines rather than block a sender.
 	a.pool = dispatch.New(opts.Workers, 1024, 0)
+	a.farm = farmwatch.New(cfg.FarmWatch, a.farmListeners, log)
 	a.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(logging.SlogHandler(log, slog.LevelWarn)).With("lib", "protoactor")
@@ -183,7 +186,7 @@ func (a *Agent) props(p actor.Producer, opts ...actor.PropsOption) *actor.Props 
 // newListener so that Reload can refuse a config before it changes anything.
 func (a *Agent) buildChain(cfg *config.Config, lc config.Listener) (*plugins.Chain, error) {
 	log := a.log.WithField("listener", lc.Name)
-	chain, err := plugins.Build(cfg.Plugins, plugins.Env{Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Log: log})
+	chain, err := plugins.Build(cfg.Plugins, plugins.Env{Listener: lc.Name, Port: lc.Port, PoolUser: lc.PoolUser, Log: log, Farm: a.farm})
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
@@ -253,6 +256,7 @@ func (a *Agent) Start() error {
 		}
 		a.serve(l, ln)
 	}
+	a.farm.Start()
 	return nil
 }
 
@@ -331,6 +335,7 @@ func (a *Agent) Stop() {
 	a.stopOnce.Do(func() {
 		a.reloadMu.Lock()
 		defer a.reloadMu.Unlock()
+		a.farm.Stop() // first: its last save still sees the miners connected
 		ls := a.Listeners()
 		for _, l := range ls {
 			if l.port != nil {

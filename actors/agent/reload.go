@@ -176,6 +176,7 @@ func (a *Agent) Reload(cfg *config.Config) (*ReloadResult, error) {
 	}
 	a.mu.Lock()
 	a.cfg = cfg
+	a.farm.SetOptions(cfg.FarmWatch)
 	a.listeners = orderLike(cfg.Listen, next)
 	a.mu.Unlock()
 

@@ -176,6 +176,7 @@ func TestMinersJSON(t *testing.T) {
 			"address": matches(`^127\.0\.0\.1:\d+$`), "user_agent": "cgminer/4.10.0",
 			"difficulty": positive, "hashrate": positive, "accepted": num(farmShares), "rejected": 0.0,
 			"last_share": isTime, "connected": isTime, "upstream": f.pool.Addr(),
+			"status": "online", "status_since": isTime, "last_seen": isTime, "sub_account": poolUser,
 		})
 	}
 	match(t, "miners", got, map[string]any{"total": num(farmMiners), "offset": 0.0, "limit": 100.0, "sort": "worker", "miners": rows})
@@ -233,6 +234,8 @@ func TestMinersQuery(t *testing.T) {
 		"/api/v1/miners?limit=x":          http.StatusBadRequest,
 		"/api/v1/miners?limit=10001":      http.StatusBadRequest,
 		"/api/v1/miners?offset=-1":        http.StatusBadRequest,
+		"/api/v1/miners?status=gone":      http.StatusBadRequest,
+		"/api/v1/farm?limit=0":            http.StatusBadRequest,
 		"/api/v1/miners?listener=nope":    http.StatusNotFound,
 		"/api/v1/nope":                    http.StatusNotFound,
 		"/api/v1/history?since=yesterday": http.StatusBadRequest,

@@ -4,9 +4,17 @@ import (
 	"context"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/btcagent/btcagent/actors/agent"
+	"github.com/btcagent/btcagent/internal/farmwatch"
+	"github.com/btcagent/btcagent/internal/testenv"
+	"github.com/btcagent/btcagent/sim/minersim"
+	"github.com/btcagent/btcagent/sim/poolsim"
 )
 
 // chromium finds a headless-capable Chromium, or skips the test.
@@ -200,5 +208,79 @@ func TestDashboardInBrowser(t *testing.T) {
 	chart := byID(es, "chart")
 	if chart == nil || numAttr(t, "chart points", chart["data-points"]) < 3 || !regexp.MustCompile(`<svg[^>]*aria-label="Farm hashrate`).MatchString(dom) {
 		t.Errorf("chart not drawn: %v", chart)
+	}
+}
+
+// The offline / slow panel, rendered by a real browser: of five miners two
+// stop, and once the registry calls them offline the page shows the counts
+// the API serves, and one row per offline miner with its last address.
+func TestDashboardOfflinePanel(t *testing.T) {
+	chromium(t)
+	pool := testenv.Pool(t, poolsim.Config{Validate: poolsim.ValidateStructural})
+	cfg := testenv.Config(t, poolUser, pool.Addr())
+	cfg.FarmWatch.SweepInterval = 100 * time.Millisecond
+	cfg.FarmWatch.Grace = 500 * time.Millisecond
+	cfg.FarmWatch.IdleMin = time.Minute
+	a := testenv.Agent(t, cfg, agent.Options{})
+	target := testenv.Addr(a)
+	testenv.Miners(t, minersim.Config{Target: target, Miners: 3, WorkerPrefix: "up", ShareInterval: 200 * time.Millisecond})
+	down := testenv.Miners(t, minersim.Config{Target: target, Miners: 2, WorkerPrefix: "down", ShareInterval: 200 * time.Millisecond})
+	name := cfg.Listen[0].Name
+	counts := func() map[farmwatch.Status]int { return a.Farm().Counts()[name] }
+	deadline := time.Now().Add(testenv.Timeout)
+	for counts()[farmwatch.Online] != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("miners not online: %v", counts())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	down.Stop()
+	for counts()[farmwatch.Offline] != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stopped miners not offline: %v", counts())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv := New(Options{Source: a, Version: "test", Log: testenv.Logger(t)})
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+
+	dom := renderDOM(t, "http://"+srv.Addr().String()+"/")
+	es := elements(dom)
+	if !regexp.MustCompile(`<body[^>]*data-ready="1"`).MatchString(dom) {
+		t.Fatalf("dashboard did not finish loading; DOM:\n%s", dom)
+	}
+	for id, want := range map[string]int{"farm-offline": 2, "farm-online": 3, "farm-slow": 0, "farm-idle": 0} {
+		e := byID(es, id)
+		if e == nil {
+			t.Fatalf("#%s missing", id)
+		}
+		if got := numAttr(t, id, e["data-value"]); got != float64(want) {
+			t.Errorf("#%s shows %v, want %d", id, got, want)
+		}
+	}
+	// The problem table ends at #problems-more; fieldsIn would run past
+	// the last row into the rest of the page.
+	end := slices.IndexFunc(es, func(e element) bool { return e["id"] == "problems-more" })
+	if end < 0 {
+		t.Fatal("#problems-more missing")
+	}
+	offline := a.Farm().Miners(farmwatch.Offline)
+	for _, m := range offline {
+		got := fieldsIn(es[:end], "data-problem", m.Worker)
+		if got["status"] != "offline" || got["address"] != m.Address || !strings.HasPrefix(m.Address, "127.0.0.1:") {
+			t.Errorf("row for %s: %v, want offline at %s", m.Worker, got, m.Address)
+		}
+	}
+	rows := 0
+	for _, e := range es {
+		if _, ok := e["data-problem"]; ok {
+			rows++
+		}
+	}
+	if rows != 2 || len(offline) != 2 {
+		t.Errorf("%d problem rows, %d offline miners; want 2", rows, len(offline))
 	}
 }

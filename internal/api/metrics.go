@@ -6,8 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/btcagent/btcagent/actors/agent"
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +26,7 @@ type collector struct {
 	bytes, writes, reconnects, failovers, pluginErrors *prometheus.Desc
 	links, linkMiners, fanout, fanoutMax               *prometheus.Desc
 	reloads, reloadSuccess, coordinatorErrors          *prometheus.Desc
+	farmMiners                                         *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -56,6 +59,7 @@ func newCollector(s *Server) *collector {
 		reloads:           d("config_reloads_total", "Configuration reloads by result (ok, error).", "result"),
 		reloadSuccess:     d("config_last_reload_success_timestamp_seconds", "Unix time of the last successful reload, or of the start."),
 		coordinatorErrors: d("coordinator_unresponsive", "1 if the listener's coordinator did not answer the scrape's snapshot request in time.", l...),
+		farmMiners:        d("farm_miners", "Known miners by status (online, idle, slow, offline) as of the last farm-watch sweep.", "listener", "status"),
 	}
 }
 
@@ -64,7 +68,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.buildInfo, c.sessions, c.minersConnected, c.minersAuthorized, c.hashrate,
 		c.accepted, c.acceptedDiff, c.rejected, c.rejectedLocal, c.fake, c.sent,
 		c.bytes, c.writes, c.reconnects, c.failovers, c.pluginErrors,
-		c.links, c.linkMiners, c.fanout, c.fanoutMax, c.reloads, c.reloadSuccess, c.coordinatorErrors,
+		c.links, c.linkMiners, c.fanout, c.fanoutMax, c.reloads, c.reloadSuccess, c.coordinatorErrors, c.farmMiners,
 	} {
 		ch <- d
 	}
@@ -116,6 +120,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectLinks(ch, name, snaps[i].snap.Upstreams)
 	}
 
+	c.collectFarm(gauge, ls)
+
 	r := &s.reloads
 	r.mu.Lock()
 	ok, failed, last := r.ok, r.failed, r.last
@@ -126,6 +132,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		last = s.started
 	}
 	gauge(c.reloadSuccess, float64(last.UnixNano())/1e9)
+}
+
+// collectFarm exports the status counts: every status of every running
+// listener, zeros included, so that alert rules and dashboards see a series
+// before the first miner goes missing.
+func (c *collector) collectFarm(gauge func(*prometheus.Desc, float64, ...string), ls []*agent.Listener) {
+	w := c.s.opts.Source.Farm()
+	if w == nil {
+		return
+	}
+	counts := w.Counts()
+	for _, l := range ls {
+		for _, st := range farmwatch.Statuses {
+			gauge(c.farmMiners, float64(counts[l.Cfg.Name][st]), l.Cfg.Name, string(st))
+		}
+	}
 }
 
 // collectLinks counts slots per (route, pool, state): a handful of series

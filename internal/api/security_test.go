@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 	"io"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ type noSource struct{}
 
 func (noSource) Listeners() []*agent.Listener { return nil }
 func (noSource) Sessions() int                { return 0 }
+func (noSource) Farm() *farmwatch.Watcher     { return nil }
 
 // fakeClock is a settable clock safe to read from handler goroutines.
 type fakeClock struct {

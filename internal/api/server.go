@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/agent"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/btcagent/btcagent/internal/logging"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -40,6 +41,7 @@ import (
 type Source interface {
 	Listeners() []*agent.Listener
 	Sessions() int
+	Farm() *farmwatch.Watcher // known miners and their statuses; may be nil
 }
 
 // Options configure a Server.
@@ -141,6 +143,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /api/v1/miners", s.handleMiners)
 	mux.HandleFunc("GET /api/v1/upstreams", s.handleUpstreams)
 	mux.HandleFunc("GET /api/v1/history", s.handleHistory)
+	mux.HandleFunc("GET /api/v1/farm", s.handleFarm)
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	})

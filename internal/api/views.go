@@ -14,6 +14,7 @@ import (
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
+	"github.com/btcagent/btcagent/internal/farmwatch"
 )
 
 // Summary is /api/v1/summary.
@@ -108,6 +109,12 @@ type Miner struct {
 	LastShare  *time.Time `json:"last_share"` // last accepted share; null before the first
 	Connected  time.Time  `json:"connected"`
 	Upstream   string     `json:"upstream"` // pool link serving the miner; "" while it has none
+	// From the known-miners registry (see docs/OPERATIONS.md):
+	Status      string     `json:"status"`                     // online, idle, slow or offline
+	StatusSince *time.Time `json:"status_since"`               // when the status began; offline: last seen
+	LastSeen    *time.Time `json:"last_seen"`                  // last sweep that saw the miner connected
+	SubAccount  string     `json:"sub_account"`                // the pool user the miner works for
+	Average     float64    `json:"average_hashrate,omitempty"` // registry rows: its own average over slow_window
 }
 
 // MinerPage is /api/v1/miners.
@@ -251,6 +258,7 @@ type minerQuery struct {
 	desc     bool
 	limit    int
 	offset   int
+	statuses []farmwatch.Status // empty: every connected miner
 }
 
 const (
@@ -258,7 +266,7 @@ const (
 	maxLimit     = 10000
 )
 
-var sortKeys = []string{"hashrate", "worker", "accepted", "rejected", "last_share", "difficulty", "address", "connected"}
+var sortKeys = []string{"hashrate", "worker", "accepted", "rejected", "last_share", "difficulty", "address", "connected", "status_since"}
 
 func parseMinerQuery(v map[string][]string) (minerQuery, string) {
 	get := func(k string) string {
@@ -272,6 +280,17 @@ func parseMinerQuery(v map[string][]string) (minerQuery, string) {
 		q.key, q.desc = strings.CutPrefix(s, "-")
 		if !slices.Contains(sortKeys, q.key) {
 			return q, "sort must be one of " + strings.Join(sortKeys, ", ") + " (prefix - for descending)"
+		}
+	}
+	if s := get("status"); s != "" {
+		for _, name := range strings.Split(s, ",") {
+			st, ok := farmwatch.ParseStatus(strings.TrimSpace(name))
+			if !ok {
+				return q, "status must be a comma-separated list of online, idle, slow, offline"
+			}
+			if !slices.Contains(q.statuses, st) {
+				q.statuses = append(q.statuses, st)
+			}
 		}
 	}
 	var err error
@@ -295,20 +314,59 @@ func (q *minerQuery) sortName() string {
 	return q.key
 }
 
-// minerRows reads every miner of the selected listeners.
-func minerRows(ls []*agent.Listener, listener string, now time.Time) []Miner {
+// minerRows reads every connected miner of the selected listeners, with
+// its status from the registry, plus the registry's offline miners when the
+// query asks for them.
+func minerRows(ls []*agent.Listener, farm *farmwatch.Watcher, q minerQuery, now time.Time) []Miner {
+	want := func(st farmwatch.Status) bool { return len(q.statuses) == 0 || slices.Contains(q.statuses, st) }
 	var rows []Miner
 	for _, l := range ls {
-		if listener != "" && l.Cfg.Name != listener {
+		if q.listener != "" && l.Cfg.Name != q.listener {
 			continue
 		}
-		name := l.Cfg.Name
+		name, user := l.Cfg.Name, l.Cfg.PoolUser
 		l.Stats.Miners(func(m *stats.Miner) bool {
-			rows = append(rows, minerRow(name, m, now))
+			r := minerRow(name, m, now)
+			r.SubAccount, r.Status = user, string(farmwatch.Online)
+			r.LastSeen = timePtr(now)
+			// A miner connected right now is not offline, whatever the
+			// last sweep said; it has at most not been swept yet.
+			if st, since, ok := farmStatus(farm, name, r.Worker); ok && st != farmwatch.Offline {
+				r.Status, r.StatusSince = string(st), timePtr(since)
+			} else {
+				r.StatusSince = timePtr(r.Connected)
+			}
+			if want(farmwatch.Status(r.Status)) {
+				rows = append(rows, r)
+			}
 			return true
 		})
 	}
+	if farm != nil && slices.Contains(q.statuses, farmwatch.Offline) {
+		for _, m := range farm.MinersWhere(func(m *farmwatch.Miner) bool {
+			return m.Status == farmwatch.Offline && (q.listener == "" || m.Listener == q.listener)
+		}) {
+			rows = append(rows, offlineRow(&m))
+		}
+	}
 	return rows
+}
+
+func farmStatus(farm *farmwatch.Watcher, listener, worker string) (farmwatch.Status, time.Time, bool) {
+	if farm == nil || worker == "" {
+		return "", time.Time{}, false
+	}
+	return farm.Status(listener, worker)
+}
+
+// offlineRow shows a miner that is gone: its last address (where to walk
+// to), agent and hashrate, and since when it has been missing.
+func offlineRow(m *farmwatch.Miner) Miner {
+	return Miner{
+		Listener: m.Listener, Worker: m.Worker, Address: m.Address, UserAgent: m.UserAgent, Difficulty: m.Difficulty,
+		Hashrate: 0, LastShare: timePtr(m.LastShare), Connected: m.LastSeen.UTC(), Status: string(m.Status),
+		StatusSince: timePtr(m.Since), LastSeen: timePtr(m.LastSeen), SubAccount: m.SubAccount, Average: m.Average,
+	}
 }
 
 func minerRow(listener string, m *stats.Miner, now time.Time) Miner {
@@ -372,22 +430,26 @@ func compareBy(key string) func(a, b Miner) int {
 		return func(a, b Miner) int { return cmp.Compare(a.Address, b.Address) }
 	case "connected":
 		return func(a, b Miner) int { return a.Connected.Compare(b.Connected) }
+	case "status_since":
+		return func(a, b Miner) int { return cmpTime(a.StatusSince, b.StatusSince) }
 	case "last_share":
-		// Never is older than any time.
-		return func(a, b Miner) int {
-			switch {
-			case a.LastShare == nil && b.LastShare == nil:
-				return 0
-			case a.LastShare == nil:
-				return -1
-			case b.LastShare == nil:
-				return 1
-			}
-			return a.LastShare.Compare(*b.LastShare)
-		}
+		return func(a, b Miner) int { return cmpTime(a.LastShare, b.LastShare) }
 	default:
 		return func(a, b Miner) int { return cmp.Compare(a.Worker, b.Worker) }
 	}
+}
+
+// cmpTime orders optional times; never is older than any time.
+func cmpTime(a, b *time.Time) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return a.Compare(*b)
 }
 
 // ---- upstreams ----
@@ -428,7 +490,7 @@ func (s *Server) handleMiners(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no listener named "+strconv.Quote(q.listener))
 		return
 	}
-	page, total := selectMiners(minerRows(ls, q.listener, time.Now()), q)
+	page, total := selectMiners(minerRows(ls, s.opts.Source.Farm(), q, time.Now()), q)
 	writeJSON(w, http.StatusOK, &MinerPage{Total: total, Offset: q.offset, Limit: q.limit, Sort: q.sortName(), Miners: page})
 }
 

@@ -8,6 +8,7 @@ package all
 import (
 	_ "github.com/btcagent/btcagent/plugins/allowlist"  // allow-list
 	_ "github.com/btcagent/btcagent/plugins/asicboost"  // asicboost-guard
+	_ "github.com/btcagent/btcagent/plugins/farmalert"  // farm-watch
 	_ "github.com/btcagent/btcagent/plugins/poolroute"  // pool-route
 	_ "github.com/btcagent/btcagent/plugins/sharecheck" // share-check
 	_ "github.com/btcagent/btcagent/plugins/workername" // worker-name

@@ -13,7 +13,7 @@ import (
 // Every built-in is linked by this package, with a description for
 // `btcagent plugins`.
 func TestBuiltinsRegistered(t *testing.T) {
-	for _, name := range []string{"allow-list", "asicboost-guard", "pool-route", "share-check", "worker-name"} {
+	for _, name := range []string{"allow-list", "asicboost-guard", "farm-watch", "pool-route", "share-check", "worker-name"} {
 		info, ok := plugins.Lookup(name)
 		if !ok {
 			t.Errorf("%s is not registered by plugins/all", name)

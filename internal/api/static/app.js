@@ -18,7 +18,7 @@
     samples: [],
     lastSample: 0,
     summary: null,
-    loaded: { summary: false, upstreams: false, miners: false, history: false },
+    loaded: { summary: false, upstreams: false, miners: false, history: false, farm: false },
   };
 
   const $ = (id) => document.getElementById(id);
@@ -205,8 +205,9 @@
       el("td", { class: "num", "data-field": "rejected", "data-value": m.rejected, text: fmtInt(m.rejected) }),
       el("td", { text: fmtAgo(m.last_share, now) }),
       el("td", { class: m.upstream ? "" : "bad", text: m.upstream || "none" }),
+      el("td", { class: statusClass(m.status), "data-field": "status", "data-value": m.status, text: m.status }),
     ]));
-    replaceRows($("miners").tBodies[0], rows, state.q ? "No miner matches." : "No miners connected.", 9);
+    replaceRows($("miners").tBodies[0], rows, state.q ? "No miner matches." : "No miners connected.", 10);
     stat($("miner-total"), page.total, "(" + fmtInt(page.total) + (state.q ? " matching" : "") + ")");
     const first = page.total === 0 ? 0 : page.offset + 1;
     $("miner-page").textContent = first + "–" + (page.offset + page.miners.length) + " of " + fmtInt(page.total);
@@ -223,6 +224,42 @@
   async function loadMiners() {
     renderMiners(await getJSON(minersURL()));
     done("miners");
+  }
+
+  // ---- offline / slow panel ----
+
+  function statusClass(st) {
+    return st === "offline" ? "bad" : st === "slow" || st === "idle" ? "warn" : "ok";
+  }
+
+  // The miners that need a visit, longest first. Offline rows show the last
+  // address, so that someone can walk to the rack.
+  function renderFarm(f) {
+    const now = Date.now();
+    for (const st of ["offline", "slow", "idle", "online"]) {
+      const n = f.counts[st] || 0;
+      stat($("farm-" + st), n, fmtInt(n));
+    }
+    const rows = f.problems.map((m) => el("tr", { "data-problem": m.worker, "data-listener": m.listener, "data-status": m.status }, [
+      el("td", { class: statusClass(m.status), "data-field": "status", "data-value": m.status, text: m.status }),
+      el("td", { "data-field": "since", "data-value": m.status_since || "", text: m.status_since ? fmtDuration((now - Date.parse(m.status_since)) / 1000) : "–" }),
+      el("td", { "data-field": "worker", text: m.worker }),
+      el("td", { text: m.listener }),
+      el("td", { "data-field": "address", "data-value": m.address, text: m.address || "–" }),
+      el("td", { text: fmtAgo(m.last_seen, now) }),
+      el("td", { class: "num", text: m.status === "offline" ? "–" : fmtHash(m.hashrate) }),
+      el("td", { class: "num", text: m.average_hashrate ? fmtHash(m.average_hashrate) : "–" }),
+      el("td", { class: "muted", text: m.user_agent }),
+    ]));
+    replaceRows($("problems").tBodies[0], rows, "Every known miner is online.", 9);
+    const more = f.problems_total - f.problems.length;
+    $("problems-more").textContent = more > 0 ? "… and " + fmtInt(more) + " more (see /api/v1/miners?status=offline,slow,idle)" : "";
+    $("farm-panel").classList.toggle("alarm", (f.counts.offline || 0) + (f.counts.slow || 0) > 0);
+  }
+
+  async function loadFarm() {
+    renderFarm(await getJSON("api/v1/farm"));
+    done("farm");
   }
 
   // ---- history chart (hand-drawn SVG) ----
@@ -333,6 +370,7 @@
       done("summary");
       renderUpstreams(u);
       done("upstreams");
+      await loadFarm();
       await loadMiners();
       renderChart();
       setStatus(null);

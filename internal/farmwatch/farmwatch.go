@@ -1,0 +1,742 @@
+// Package farmwatch remembers every miner the agent has seen and says which
+// ones stopped or slowed down, since when, and where they were.
+//
+// The actors already publish each connected miner's identity, address,
+// hashrate estimate and last share time in package stats. A Watcher reads
+// those snapshots on a timer (a sweep), so nothing here runs on the share
+// path: a sweep costs one pass over the connected miners, every
+// sweep_interval. Miners that leave the stats stay in the registry and turn
+// offline after a grace period; the registry is bounded by an expiry and a
+// cap, and may be persisted to a small JSON file so that a restart does not
+// forget the farm.
+//
+// Each sweep also derives farm-level events (hashrate drop, pool link down
+// and up, failover) from the listeners' counters and the coordinators'
+// snapshots, and hands every transition to its subscribers, such as the
+// farm-watch alerting plugin. Subscribers are called on the sweep goroutine
+// and must not block.
+package farmwatch
+
+import (
+	"cmp"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/btcagent/btcagent/actors/stats"
+	"github.com/btcagent/btcagent/actors/wire"
+	"github.com/btcagent/btcagent/config"
+	"github.com/sirupsen/logrus"
+)
+
+// Status is what the registry thinks of a miner.
+type Status string
+
+// Statuses, from best to worst. A connected miner is online, idle or slow;
+// a miner gone for longer than the grace period is offline.
+const (
+	Online  Status = "online"
+	Idle    Status = "idle"
+	Slow    Status = "slow"
+	Offline Status = "offline"
+)
+
+// Statuses lists every status in a fixed order (metrics, API, dashboard).
+var Statuses = []Status{Online, Idle, Slow, Offline}
+
+// ParseStatus accepts the names above.
+func ParseStatus(s string) (Status, bool) {
+	st := Status(s)
+	return st, slices.Contains(Statuses, st)
+}
+
+// Listener is what a sweep reads of one listener.
+type Listener struct {
+	Name     string
+	PoolUser string // the sub-account the listener's miners work for
+	Stats    *stats.Listener
+	// Links reports the listener's pool link slots; nil means no link events.
+	Links func() ([]wire.UpstreamState, error)
+}
+
+// Source lists the running listeners; it is called once per sweep because a
+// reload may replace them.
+type Source func() []Listener
+
+// Miner is one known miner. Miners are keyed by listener and worker name:
+// the name is what the pool shows and what survives reconnections, while
+// the address and session change.
+type Miner struct {
+	Listener   string    `json:"listener"`
+	Worker     string    `json:"worker"`      // as the pool sees it: <pool user>.<worker>
+	SubAccount string    `json:"sub_account"` // the pool user the miner works for
+	Address    string    `json:"address"`     // last remote address, ip:port
+	UserAgent  string    `json:"user_agent"`
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`        // last sweep that saw it connected
+	LastShare  time.Time `json:"last_share"`       // last accepted share (zero: none seen)
+	Hashrate   float64   `json:"hashrate"`         // H/s, last estimate while connected
+	Average    float64   `json:"average_hashrate"` // H/s, moving average over slow_window
+	Difficulty float64   `json:"difficulty"`       // last difficulty
+	Sessions   int       `json:"sessions"`         // connections open now under this name
+	Status     Status    `json:"status"`           // see the constants
+	Since      time.Time `json:"status_since"`     // when the status began (offline: last seen)
+
+	avgSince time.Time // first hashrate sample of the average
+	avgAt    time.Time // last update of the average
+	avgShare time.Time // last share folded into the average
+	activity time.Time // last share, or connection if later
+	present  bool      // seen by the current sweep
+	alerted  bool      // an offline event was sent
+}
+
+type minerKey struct{ listener, worker string }
+
+// Kind names an event.
+type Kind string
+
+// Event kinds.
+const (
+	MinerOffline Kind = "miner_offline"  // gone longer than offline_after
+	MinerOnline  Kind = "miner_online"   // back after being offline
+	HashrateDrop Kind = "hashrate_drop"  // farm hashrate fell by more than hashrate_drop_percent
+	LinkDown     Kind = "pool_link_down" // a pool link has been down longer than link_down_after
+	LinkUp       Kind = "pool_link_up"   // ... and is back
+	Failover     Kind = "failover"       // miners moved to another link, or a link to a later pool
+)
+
+// Kinds lists every event kind.
+var Kinds = []Kind{MinerOffline, MinerOnline, HashrateDrop, LinkDown, LinkUp, Failover}
+
+// Event is one transition. Fields that do not apply to a kind are empty.
+type Event struct {
+	Kind      Kind      `json:"kind"`
+	Time      time.Time `json:"time"`
+	Listener  string    `json:"listener,omitempty"`
+	Worker    string    `json:"worker,omitempty"`
+	Address   string    `json:"address,omitempty"`
+	Since     time.Time `json:"since,omitzero"`             // offline: last seen; online: offline since; link: down since
+	Seconds   float64   `json:"duration_seconds,omitempty"` // how long it had lasted
+	Pool      string    `json:"pool,omitempty"`
+	Slot      int       `json:"slot,omitempty"`
+	From      float64   `json:"from_hashrate,omitempty"` // hashrate_drop: highest in the window, H/s
+	To        float64   `json:"to_hashrate,omitempty"`   // hashrate_drop: now, H/s
+	Percent   float64   `json:"percent,omitempty"`       // hashrate_drop: how much it fell
+	Count     int64     `json:"count,omitempty"`         // failover: failovers since the last sweep
+	Hashrate  float64   `json:"hashrate,omitempty"`      // miner events: last known hashrate
+	UserAgent string    `json:"user_agent,omitempty"`
+}
+
+// Events is the subscription interface the alerting plugin needs.
+type Events interface {
+	// Subscribe calls fn with the events of each sweep that has any, on the
+	// sweep goroutine: fn must not block. cancel stops the calls.
+	Subscribe(fn func([]Event)) (cancel func())
+	// Done is closed when the registry stops for good (agent shutdown), so
+	// that subscribers can release what they hold.
+	Done() <-chan struct{}
+}
+
+// Watcher owns the registry and the sweep loop.
+type Watcher struct {
+	src     Source
+	log     logrus.FieldLogger
+	started time.Time
+
+	mu         sync.Mutex
+	opts       config.FarmWatchOptions
+	miners     map[minerKey]*Miner
+	farm       []sample // farm hashrate within hashrate_drop_window
+	dropActive bool
+	links      map[linkKey]*linkState
+	failovers  map[string]failoverState
+	dirty      bool // changed since the last save
+	lastSave   time.Time
+
+	subMu   sync.Mutex
+	subs    map[int]func([]Event)
+	nextSub int
+
+	loopMu   sync.Mutex
+	stop     chan struct{}
+	done     chan struct{}
+	final    chan struct{} // closed by Stop
+	stopOnce sync.Once
+}
+
+type sample struct {
+	at time.Time
+	h  float64
+}
+
+type linkKey struct {
+	listener string
+	slot     int
+}
+
+type linkState struct {
+	downSince time.Time
+	pool      string
+	alerted   bool
+	seen      bool
+}
+
+type failoverState struct {
+	st *stats.Listener
+	n  int64
+}
+
+// New builds a watcher and loads the state file, if one is configured; a
+// missing or unreadable file is logged and the registry starts empty.
+func New(opts config.FarmWatchOptions, src Source, log logrus.FieldLogger) *Watcher {
+	if log == nil {
+		log = logrus.New()
+	}
+	w := &Watcher{
+		src: src, log: log.WithField("component", "farm-watch"), started: time.Now(), opts: withDefaults(opts),
+		miners: map[minerKey]*Miner{}, links: map[linkKey]*linkState{}, failovers: map[string]failoverState{},
+		subs: map[int]func([]Event){}, final: make(chan struct{}),
+	}
+	w.load()
+	return w
+}
+
+func withDefaults(o config.FarmWatchOptions) config.FarmWatchOptions {
+	d := config.DefaultFarmWatch()
+	if o.Expire <= 0 {
+		o.Expire = d.Expire
+	}
+	if o.MaxMiners <= 0 {
+		o.MaxMiners = d.MaxMiners
+	}
+	if o.Grace <= 0 {
+		o.Grace = d.Grace
+	}
+	if o.IdleFactor <= 0 {
+		o.IdleFactor = d.IdleFactor
+	}
+	if o.IdleMin <= 0 {
+		o.IdleMin = d.IdleMin
+	}
+	if o.SlowWindow <= 0 {
+		o.SlowWindow = d.SlowWindow
+	}
+	if o.HashrateDropWindow <= 0 {
+		o.HashrateDropWindow = d.HashrateDropWindow
+	}
+	if o.LinkDownAfter <= 0 {
+		o.LinkDownAfter = d.LinkDownAfter
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = d.SweepInterval
+	}
+	if o.SaveInterval <= 0 {
+		o.SaveInterval = d.SaveInterval
+	}
+	return o
+}
+
+// SetOptions applies new thresholds (a config reload). They take effect at
+// the next sweep; a new sweep interval at the next restart of the loop.
+func (w *Watcher) SetOptions(opts config.FarmWatchOptions) {
+	w.mu.Lock()
+	w.opts = withDefaults(opts)
+	w.dirty = true
+	w.mu.Unlock()
+}
+
+// Options returns the options in force.
+func (w *Watcher) Options() config.FarmWatchOptions {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.opts
+}
+
+// Subscribe implements Events.
+func (w *Watcher) Subscribe(fn func([]Event)) (cancel func()) {
+	w.subMu.Lock()
+	id := w.nextSub
+	w.nextSub++
+	w.subs[id] = fn
+	w.subMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.subMu.Lock()
+			delete(w.subs, id)
+			w.subMu.Unlock()
+		})
+	}
+}
+
+func (w *Watcher) publish(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	w.subMu.Lock()
+	fns := make([]func([]Event), 0, len(w.subs))
+	for _, fn := range w.subs {
+		fns = append(fns, fn)
+	}
+	w.subMu.Unlock()
+	for _, fn := range fns {
+		fn(evs)
+	}
+}
+
+// Start runs the sweep loop until Stop.
+func (w *Watcher) Start() {
+	w.loopMu.Lock()
+	defer w.loopMu.Unlock()
+	if w.stop != nil {
+		return
+	}
+	w.stop, w.done = make(chan struct{}), make(chan struct{})
+	go w.loop(w.stop, w.done, w.Options().SweepInterval)
+}
+
+// Done implements Events.
+func (w *Watcher) Done() <-chan struct{} { return w.final }
+
+// Stop ends the loop and writes the state file one last time; the watcher
+// is not meant to be started again.
+func (w *Watcher) Stop() {
+	defer w.stopOnce.Do(func() { close(w.final) })
+	w.loopMu.Lock()
+	stop, done := w.stop, w.done
+	w.stop, w.done = nil, nil
+	w.loopMu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	w.save(time.Now(), true)
+}
+
+func (w *Watcher) loop(stop, done chan struct{}, every time.Duration) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			w.Sweep(now)
+			w.save(now, false)
+		}
+	}
+}
+
+// observed is one listener's miners as read from stats, outside the lock.
+type observed struct {
+	l      Listener
+	miners map[string]*obs
+	links  []wire.UpstreamState
+	linkOK bool
+}
+
+type obs struct {
+	addr      netip.AddrPort
+	connected time.Time
+	ua        string
+	hashrate  float64
+	diff      float64
+	lastShare time.Time
+	sessions  int
+}
+
+func read(l Listener, now time.Time) observed {
+	o := observed{l: l, miners: map[string]*obs{}}
+	if l.Stats != nil {
+		l.Stats.Miners(func(m *stats.Miner) bool {
+			ua, worker, _ := m.Identity()
+			if worker == "" {
+				return true // not authorized yet: no name to remember it by
+			}
+			x := o.miners[worker]
+			if x == nil {
+				x = &obs{}
+				o.miners[worker] = x
+			}
+			x.sessions++
+			x.hashrate += m.Hashrate(now)
+			if ns := m.LastShare.Load(); ns != 0 {
+				if t := time.Unix(0, ns); t.After(x.lastShare) {
+					x.lastShare = t
+				}
+			}
+			// The newest connection under the name gives address, agent and difficulty.
+			if m.Connected.After(x.connected) || x.connected.IsZero() {
+				x.connected, x.addr, x.ua, x.diff = m.Connected, m.Remote, ua, m.Difficulty.Load()
+			}
+			return true
+		})
+	}
+	if l.Links != nil {
+		if ups, err := l.Links(); err == nil {
+			o.links, o.linkOK = ups, true
+		}
+	}
+	return o
+}
+
+// Sweep reads the listeners, updates the registry at time now and returns
+// (and publishes) the transitions. The loop calls it; tests may too.
+func (w *Watcher) Sweep(now time.Time) []Event {
+	var ls []Listener
+	if w.src != nil {
+		ls = w.src()
+	}
+	seen := make([]observed, 0, len(ls))
+	for _, l := range ls {
+		seen = append(seen, read(l, now))
+	}
+	w.mu.Lock()
+	evs := w.update(seen, now)
+	w.mu.Unlock()
+	w.publish(evs)
+	return evs
+}
+
+func (w *Watcher) update(seen []observed, now time.Time) []Event {
+	o := &w.opts
+	var evs []Event
+	for _, m := range w.miners {
+		m.present = false
+	}
+	var farm float64
+	for _, lo := range seen {
+		for worker, x := range lo.miners {
+			k := minerKey{lo.l.Name, worker}
+			m := w.miners[k]
+			if m == nil {
+				m = &Miner{Listener: lo.l.Name, Worker: worker, FirstSeen: now, Status: Online, Since: now}
+				w.miners[k] = m
+			}
+			if m.Status == Offline {
+				evs = append(evs, Event{Kind: MinerOnline, Time: now, Listener: m.Listener, Worker: worker,
+					Address: addrString(x.addr), Since: m.Since, Seconds: now.Sub(m.Since).Seconds(), UserAgent: x.ua, Hashrate: m.Hashrate})
+				m.Status, m.Since = Online, now
+			}
+			m.present, m.alerted = true, false
+			m.SubAccount, m.Address, m.UserAgent = lo.l.PoolUser, addrString(x.addr), x.ua
+			m.LastSeen, m.Sessions, m.Hashrate, m.Difficulty = now, x.sessions, x.hashrate, x.diff
+			if x.lastShare.After(m.LastShare) {
+				m.LastShare = x.lastShare
+			}
+			m.activity = x.connected
+			if m.LastShare.After(m.activity) {
+				m.activity = m.LastShare
+			}
+			w.average(m, now)
+			if st := w.status(m, now); st != m.Status {
+				m.Status, m.Since = st, now
+			}
+			farm += x.hashrate
+		}
+	}
+	// Miners no longer connected: offline once gone longer than the grace
+	// period. After a restart the grace counts from the start, so a farm
+	// that is reconnecting is not reported as gone.
+	for _, m := range w.miners {
+		if m.present {
+			continue
+		}
+		m.Sessions = 0
+		if m.Status == Offline {
+			continue
+		}
+		gone := m.LastSeen
+		if gone.Before(w.started) {
+			gone = w.started
+		}
+		if now.Sub(gone) >= o.Grace {
+			m.Status, m.Since = Offline, m.LastSeen
+			m.alerted = true
+			evs = append(evs, Event{Kind: MinerOffline, Time: now, Listener: m.Listener, Worker: m.Worker, Address: m.Address,
+				Since: m.LastSeen, Seconds: now.Sub(m.LastSeen).Seconds(), UserAgent: m.UserAgent, Hashrate: m.Hashrate})
+		}
+	}
+	// A message lists miners in a stable order: by listener, then name.
+	slices.SortFunc(evs, func(a, b Event) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Worker, b.Worker))
+	})
+	w.expire(now)
+	evs = append(evs, w.farmDrop(farm, now)...)
+	evs = append(evs, w.linkEvents(seen, now)...)
+	evs = append(evs, w.failoverEvents(seen, now)...)
+	w.dirty = true
+	return evs
+}
+
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	// IPv4 miners on a dual-stack socket arrive as ::ffff:a.b.c.d.
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).String()
+}
+
+// average moves the miner's own hashrate average: an exponential moving
+// average with slow_window as its time constant, so that it needs no
+// per-miner history and costs the same for 10 or 100,000 miners.
+//
+// The average starts with the miner's first share (a freshly connected
+// miner's estimate of 0 would otherwise anchor it for an hour), and until
+// it is one window old it is the mean of the samples so far, so that it is
+// not biased towards its first value. It only moves on sweeps that saw a
+// new share: it is the miner's rate while it works, so a silent miner does
+// not drag down its own idle threshold (the expected share interval).
+func (w *Watcher) average(m *Miner, now time.Time) {
+	if m.LastShare.IsZero() || !m.LastShare.After(m.avgShare) {
+		return
+	}
+	m.avgShare = m.LastShare
+	if m.avgSince.IsZero() || m.avgAt.IsZero() {
+		m.Average, m.avgSince, m.avgAt = m.Hashrate, now, now
+		return
+	}
+	dt := now.Sub(m.avgAt).Seconds()
+	if dt <= 0 {
+		return
+	}
+	alpha := 1 - math.Exp(-dt/w.opts.SlowWindow.Seconds())
+	if age := now.Sub(m.avgSince).Seconds(); age > 0 {
+		alpha = max(alpha, dt/(age+dt))
+	}
+	m.Average += alpha * (m.Hashrate - m.Average)
+	m.avgAt = now
+}
+
+// status judges a connected miner. Idle wins over slow: a miner that sends
+// nothing is also slow, and idle says more.
+func (w *Watcher) status(m *Miner, now time.Time) Status {
+	o := &w.opts
+	idleAfter := o.IdleMin
+	if m.Average > 0 && m.Difficulty > 0 {
+		// A share of difficulty d takes d * 2^32 hashes on average.
+		expected := time.Duration(m.Difficulty * 4294967296 / m.Average * float64(time.Second))
+		if d := time.Duration(o.IdleFactor * float64(expected)); d > idleAfter {
+			idleAfter = d
+		}
+	}
+	if !m.activity.IsZero() && now.Sub(m.activity) >= idleAfter {
+		return Idle
+	}
+	// The average needs a sixth of its window before it means anything.
+	warm := !m.avgSince.IsZero() && now.Sub(m.avgSince) >= o.SlowWindow/6
+	if warm && m.Average > 0 && m.Hashrate < m.Average*o.SlowPercent/100 {
+		return Slow
+	}
+	return Online
+}
+
+// expire forgets miners unseen for longer than expire, then the longest
+// unseen ones beyond max_miners. Connected miners are never dropped.
+func (w *Watcher) expire(now time.Time) {
+	o := &w.opts
+	for k, m := range w.miners {
+		if !m.present && now.Sub(m.LastSeen) > o.Expire {
+			delete(w.miners, k)
+		}
+	}
+	over := len(w.miners) - o.MaxMiners
+	if over <= 0 {
+		return
+	}
+	gone := make([]minerKey, 0, len(w.miners))
+	for k, m := range w.miners {
+		if !m.present {
+			gone = append(gone, k)
+		}
+	}
+	slices.SortFunc(gone, func(a, b minerKey) int { return w.miners[a].LastSeen.Compare(w.miners[b].LastSeen) })
+	for _, k := range gone[:min(over, len(gone))] {
+		delete(w.miners, k)
+	}
+}
+
+// farmDrop compares the farm hashrate with its highest value within the
+// window; it fires once per drop and re-arms when the farm recovers.
+func (w *Watcher) farmDrop(h float64, now time.Time) []Event {
+	o := &w.opts
+	cut := now.Add(-o.HashrateDropWindow)
+	i := 0
+	for i < len(w.farm) && w.farm[i].at.Before(cut) {
+		i++
+	}
+	w.farm = append(w.farm[i:], sample{now, h})
+	var peak float64
+	for _, s := range w.farm {
+		peak = max(peak, s.h)
+	}
+	if peak <= 0 || o.HashrateDropPercent <= 0 {
+		return nil
+	}
+	fell := 100 * (peak - h) / peak
+	switch {
+	case fell > o.HashrateDropPercent && !w.dropActive:
+		w.dropActive = true
+		return []Event{{Kind: HashrateDrop, Time: now, Since: w.farm[0].at, Seconds: now.Sub(w.farm[0].at).Seconds(), From: peak, To: h, Percent: math.Round(fell*10) / 10}}
+	case fell <= o.HashrateDropPercent/2:
+		w.dropActive = false
+	}
+	return nil
+}
+
+func (w *Watcher) linkEvents(seen []observed, now time.Time) []Event {
+	var evs []Event
+	for _, s := range w.links {
+		s.seen = false
+	}
+	for _, lo := range seen {
+		if !lo.linkOK {
+			// The coordinator did not answer: keep what is known.
+			for k, s := range w.links {
+				if k.listener == lo.l.Name {
+					s.seen = true
+				}
+			}
+			continue
+		}
+		for _, u := range lo.links {
+			k := linkKey{lo.l.Name, u.Slot}
+			s := w.links[k]
+			if s == nil {
+				s = &linkState{}
+				w.links[k] = s
+			}
+			s.seen = true
+			if u.Pool != "" {
+				s.pool = u.Pool
+			}
+			if u.Ready {
+				if s.alerted {
+					evs = append(evs, Event{Kind: LinkUp, Time: now, Listener: k.listener, Slot: k.slot, Pool: s.pool, Since: s.downSince, Seconds: now.Sub(s.downSince).Seconds()})
+				}
+				s.downSince, s.alerted = time.Time{}, false
+				continue
+			}
+			if s.downSince.IsZero() {
+				s.downSince = now
+			}
+			if !s.alerted && now.Sub(s.downSince) >= w.opts.LinkDownAfter {
+				s.alerted = true
+				evs = append(evs, Event{Kind: LinkDown, Time: now, Listener: k.listener, Slot: k.slot, Pool: s.pool, Since: s.downSince, Seconds: now.Sub(s.downSince).Seconds()})
+			}
+		}
+	}
+	for k, s := range w.links {
+		if !s.seen {
+			delete(w.links, k) // the listener or slot went away with a reload
+		}
+	}
+	slices.SortFunc(evs, func(a, b Event) int { return cmp.Or(cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Slot, b.Slot)) })
+	return evs
+}
+
+func (w *Watcher) failoverEvents(seen []observed, now time.Time) []Event {
+	var evs []Event
+	names := map[string]bool{}
+	for _, lo := range seen {
+		st := lo.l.Stats
+		if st == nil {
+			continue
+		}
+		names[lo.l.Name] = true
+		n := st.Failovers.Load()
+		prev, ok := w.failovers[lo.l.Name]
+		w.failovers[lo.l.Name] = failoverState{st, n}
+		// A replaced stats object (reload) restarts the count: no event.
+		if ok && prev.st == st && n > prev.n {
+			evs = append(evs, Event{Kind: Failover, Time: now, Listener: lo.l.Name, Count: n - prev.n})
+		}
+	}
+	for name := range w.failovers {
+		if !names[name] {
+			delete(w.failovers, name)
+		}
+	}
+	return evs
+}
+
+// Miners returns a copy of the known miners with the given status (all when
+// status is ""), sorted by listener and worker.
+func (w *Watcher) Miners(status Status) []Miner {
+	return w.MinersWhere(func(m *Miner) bool { return status == "" || m.Status == status })
+}
+
+// MinersWhere returns a copy of the known miners for which keep is true,
+// sorted by listener and worker. keep runs under the registry's lock and
+// must not call the watcher.
+func (w *Watcher) MinersWhere(keep func(*Miner) bool) []Miner {
+	w.mu.Lock()
+	var out []Miner
+	for _, m := range w.miners {
+		if keep(m) {
+			out = append(out, *m)
+		}
+	}
+	w.mu.Unlock()
+	slices.SortFunc(out, func(a, b Miner) int {
+		return cmp.Or(cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Worker, b.Worker))
+	})
+	return out
+}
+
+// Status returns a known miner's status and since when, without copying
+// the record (the API asks for every connected miner).
+func (w *Watcher) Status(listener, worker string) (Status, time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.miners[minerKey{listener, worker}]
+	if !ok {
+		return "", time.Time{}, false
+	}
+	return m.Status, m.Since, true
+}
+
+// Lookup returns one known miner.
+func (w *Watcher) Lookup(listener, worker string) (Miner, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.miners[minerKey{listener, worker}]
+	if !ok {
+		return Miner{}, false
+	}
+	return *m, true
+}
+
+// Counts returns, per listener, the number of known miners in each status.
+// Every status of every listener that has known miners is present.
+func (w *Watcher) Counts() map[string]map[Status]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.counts()
+}
+
+func (w *Watcher) counts() map[string]map[Status]int {
+	out := map[string]map[Status]int{}
+	for _, m := range w.miners {
+		c := out[m.Listener]
+		if c == nil {
+			c = make(map[Status]int, len(Statuses))
+			for _, s := range Statuses {
+				c[s] = 0
+			}
+			out[m.Listener] = c
+		}
+		c[m.Status]++
+	}
+	return out
+}
+
+// Len is the number of known miners.
+func (w *Watcher) Len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.miners)
+}

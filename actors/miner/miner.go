@@ -157,8 +157,35 @@ type Session struct {
 var (
 	reqPool  = sync.Pool{New: func() any { return new(codec.Request) }}
 	bufPool  = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-	hookPool = sync.Pool{New: func() any { return new(msg.ShareSubmitted) }}
 )
+
+// hooks recycles the submit hook's message. A free list, not a sync.Pool:
+// the share path is pinned at zero allocations, and a Pool may drop what
+// it is given (it does on purpose under the race detector).
+var hooks struct {
+	mu   sync.Mutex
+	free []*msg.ShareSubmitted
+}
+
+func getHook() *msg.ShareSubmitted {
+	hooks.mu.Lock()
+	defer hooks.mu.Unlock()
+	if n := len(hooks.free); n > 0 {
+		h := hooks.free[n-1]
+		hooks.free = hooks.free[:n-1]
+		return h
+	}
+	return new(msg.ShareSubmitted)
+}
+
+func putHook(h *msg.ShareSubmitted) {
+	*h = msg.ShareSubmitted{}
+	hooks.mu.Lock()
+	if len(hooks.free) < 64 {
+		hooks.free = append(hooks.free, h)
+	}
+	hooks.mu.Unlock()
+}
 
 // New returns a session for a new connection with session id sid. It does
 // nothing until it is delivered a Start (or its first bytes).
@@ -776,7 +803,7 @@ func (s *Session) submit(r *codec.Request) {
 	}
 	urgent := false
 	if s.env.Chain.HasSubmitHooks() {
-		h := hookPool.Get().(*msg.ShareSubmitted)
+		h := getHook()
 		*h = msg.ShareSubmitted{
 			Info: &s.info, Job: job, Difficulty: e.diff, MinerEN1: s.en1,
 			ExtraNonce2: sub.ExtraNonce2, NTime: sub.NTime, Nonce: sub.Nonce,
@@ -786,8 +813,7 @@ func (s *Session) submit(r *codec.Request) {
 		v := s.env.Chain.OnSubmit(h)
 		code, text, reconnect := h.Code, h.Text, h.Reconnect
 		urgent = h.BlockCandidate
-		*h = msg.ShareSubmitted{}
-		hookPool.Put(h)
+		putHook(h)
 		if reconnect {
 			defer s.write(codec.AppendReconnect(nil))
 		}

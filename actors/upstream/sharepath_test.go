@@ -150,7 +150,7 @@ func TestSharePathAllocatesNothing(t *testing.T) {
 				i++
 			})
 			p.sink.Flush(time.Now())
-			if allocs != 0 {
+			if allocs != 0 && !raceEnabled { // the race detector's sync.Pool drops objects on purpose
 				t.Errorf("%.3f allocations per share; the share path must not allocate", allocs)
 			}
 			if got := p.st.Accepted.Load(); got < 4000 {

@@ -503,7 +503,9 @@ func TestRealProxyWrongCredentials(t *testing.T) {
 	srv := api.New(api.Options{Source: a, Log: logrus.New()})
 	for _, path := range []string{"/api/v1/upstreams", "/api/v1/summary", "/metrics"} {
 		rec := httptest.NewRecorder()
-		srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Host = "127.0.0.1" // httptest's example.com would be refused as a foreign Host
+		srv.Handler().ServeHTTP(rec, req)
 		body := rec.Body.String()
 		if rec.Code != http.StatusOK {
 			t.Errorf("%s: %d", path, rec.Code)

@@ -155,8 +155,8 @@ type Session struct {
 // be megabytes held for nothing. Writes never keep the buffer (the event
 // loop copies whatever the socket does not take at once).
 var (
-	reqPool  = sync.Pool{New: func() any { return new(codec.Request) }}
-	bufPool  = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	reqPool = sync.Pool{New: func() any { return new(codec.Request) }}
+	bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 )
 
 // hooks recycles the submit hook's message. A free list, not a sync.Pool:

@@ -199,4 +199,3 @@ func TestBlockCandidateIsDueAtOnce(t *testing.T) {
 		t.Fatalf("a block candidate is due at %d, want now (%d)", d, before)
 	}
 }
-

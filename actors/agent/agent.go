@@ -75,7 +75,8 @@ type Listener struct {
 	Coordinator *actor.PID
 	port        *port // the socket; Reload hands it from a listener to its replacement
 	minerEnv    *miner.Env
-	miner       config.MinerOptions // the accept path's copy: Reload replaces Agent.cfg
+	miner       config.MinerOptions   // the accept path's copy: Reload replaces Agent.cfg
+	sessions    *coordinator.Registry // live sessions; survives a coordinator restart
 	a           *Agent
 }
 
@@ -197,7 +198,7 @@ func (a *Agent) buildChain(cfg *config.Config, lc config.Listener) (*plugins.Cha
 // port is opened by Start or handed over by Reload. nameSuffix keeps the
 // coordinator's actor name unique while a replaced one is still draining.
 func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugins.Chain, st *stats.Listener, nameSuffix string) (*Listener, error) {
-	l := &Listener{Cfg: lc, a: a, Stats: st, Chain: chain, miner: cfg.Miner}
+	l := &Listener{Cfg: lc, a: a, Stats: st, Chain: chain, miner: cfg.Miner, sessions: coordinator.NewRegistry()}
 	log := a.log.WithField("listener", lc.Name)
 	routes := []msg.Route{{Name: "", PoolUser: lc.PoolUser, Pools: poolAddrs(lc)}}
 	routes = append(routes, chain.Routes()...)
@@ -215,7 +216,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, MaxLine: 64 * 1024,
 			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Root: a.system.Root, Loop: a.engine,
 		},
-		Chain: chain, Stats: l.Stats, Alloc: a.alloc, PoolMask: &a.poolMask, Log: a.log,
+		Chain: chain, Stats: l.Stats, Alloc: a.alloc, Sessions: l.sessions, PoolMask: &a.poolMask, Log: a.log,
 	}
 	if coordEnv.Connections <= 0 {
 		coordEnv.Connections = u.Connections
@@ -319,6 +320,7 @@ func (l *Listener) accept(nc net.Conn) {
 	}
 	st := &stats.Miner{SessionID: sid, Remote: remote, Connected: time.Now()}
 	sess := miner.New(l.minerEnv, sid, st)
+	l.sessions.Add(sid, sess)
 	a.system.Root.Send(l.Coordinator, &coordinator.MinerOpened{SessionID: sid, Miner: sess, Stats: st})
 	c, err := a.engine.Add(nc, sess)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,8 +49,53 @@ type Env struct {
 	Chain             *plugins.Chain
 	Stats             *stats.Listener
 	Alloc             *sessionid.Allocator
+	// Sessions outlives the coordinator: a coordinator restarted after a
+	// panic rebuilds its miner table from it instead of forgetting them.
+	Sessions          *Registry
 	PoolMask          *atomic.Uint32 // last granted version mask, shared with miner sessions
 	Log               logrus.FieldLogger
+}
+
+// Registry is a listener's live miner sessions by id. The accept path adds
+// a session before the coordinator hears of it; the coordinator removes it
+// when the miner is gone. It is the one piece of the coordinator's state
+// that survives a restart.
+type Registry struct {
+	mu sync.Mutex
+	m  map[uint16]wire.Miner
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: map[uint16]wire.Miner{}} }
+
+// Add records a session.
+func (r *Registry) Add(sid uint16, m wire.Miner) {
+	r.mu.Lock()
+	r.m[sid] = m
+	r.mu.Unlock()
+}
+
+func (r *Registry) remove(sid uint16) {
+	r.mu.Lock()
+	delete(r.m, sid)
+	r.mu.Unlock()
+}
+
+// Len is the number of live sessions.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+func (r *Registry) snapshot() map[uint16]wire.Miner {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[uint16]wire.Miner, len(r.m))
+	for k, v := range r.m {
+		out[k] = v
+	}
+	return out
 }
 
 // MinerOpened registers a new session with its coordinator (sent by the accept path).
@@ -97,7 +143,6 @@ type Coordinator struct {
 	miners     map[uint16]*minerRec
 	lastJob    *msg.Job
 	fakeSeq    uint32
-	stopT      []*time.Ticker
 	done       chan struct{}
 	lastFake   time.Time
 }
@@ -119,6 +164,9 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 	case *actor.Started:
 		c.start(ctx)
 	case *MinerOpened:
+		if _, ok := c.miners[m.SessionID]; ok {
+			break // already taken over from the registry by rebuild
+		}
 		c.miners[m.SessionID] = &minerRec{miner: m.Miner, st: m.Stats, opened: time.Now(), parkedAt: time.Now()}
 		c.env.Stats.MinersConn.Add(1)
 	case *msg.MinerAuthorized:
@@ -145,9 +193,11 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 		for _, rec := range c.miners {
 			rec.miner.Tell(&msg.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
 		}
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// A restarted coordinator is a new instance with its own tickers.
 		if c.done != nil {
 			close(c.done)
+			c.done = nil
 		}
 	}
 }
@@ -157,6 +207,7 @@ func (c *Coordinator) log() logrus.FieldLogger {
 }
 
 func (c *Coordinator) start(ctx actor.Context) {
+	c.rebuild()
 	for _, r := range c.env.Routes {
 		for i := 0; i < c.env.Connections; i++ {
 			e := c.env.Upstream
@@ -176,6 +227,7 @@ func (c *Coordinator) start(ctx actor.Context) {
 		}
 	}
 	c.done = make(chan struct{})
+	done := c.done // the tickers must not read the field, which Stopping/Restarting clears
 	self, root := ctx.Self(), c.env.Upstream.Root
 	every := func(d time.Duration, mk func(time.Time) any) {
 		if d <= 0 {
@@ -188,7 +240,7 @@ func (c *Coordinator) start(ctx actor.Context) {
 				select {
 				case now := <-t.C:
 					root.Send(self, mk(now))
-				case <-c.done:
+				case <-done:
 					return
 				}
 			}
@@ -273,9 +325,37 @@ func (c *Coordinator) park(ctx actor.Context, rec *minerRec, reason string) {
 	}
 }
 
+// rebuild takes over the sessions of a previous instance of this
+// coordinator (one that panicked and was restarted): each is known again,
+// and each authorized one says so again (wire.Replay), so it is placed on
+// the new links as they come up. A fresh coordinator finds none.
+func (c *Coordinator) rebuild() {
+	if c.env.Sessions == nil {
+		return
+	}
+	live := c.env.Sessions.snapshot()
+	if len(live) == 0 {
+		return
+	}
+	now := time.Now()
+	c.env.Stats.MinersConn.Store(int64(len(live)))
+	for sid, m := range live {
+		c.miners[sid] = &minerRec{miner: m, opened: now, parkedAt: now}
+		m.Tell(&wire.Replay{})
+	}
+	c.env.Stats.MinersAuth.Store(0) // counted again as the sessions re-authorize
+	c.log().WithField("miners", len(live)).Warn("coordinator restarted; taking its miners over again")
+}
+
 func (c *Coordinator) gone(ctx actor.Context, m *msg.MinerGone) {
+	if c.env.Sessions != nil {
+		c.env.Sessions.remove(m.SessionID)
+	}
 	rec, ok := c.miners[m.SessionID]
 	if !ok {
+		// Not known here, yet its id is still allocated (ids are freed only
+		// below, so it cannot belong to a newer miner): free it.
+		c.env.Alloc.Free(m.SessionID)
 		return
 	}
 	delete(c.miners, m.SessionID)

@@ -321,6 +321,12 @@ func (s *Session) receive(m any) {
 	case *wire.Parked:
 		s.upstream, s.sink, s.parked = nil, nil, true
 		s.st.SetUpstream("")
+	case *wire.Replay:
+		s.upstream, s.sink, s.parked = nil, nil, true
+		s.st.SetUpstream("")
+		if s.authorized && !s.done {
+			s.env.Root.Send(s.env.Coordinator, s.authorizedMsg())
+		}
 	case *msg.Disconnect:
 		if m.Reconnect {
 			s.reply(func(d []byte) []byte { return codec.AppendReconnect(d) })
@@ -703,19 +709,25 @@ func (s *Session) authorize(r *codec.Request) {
 		s.close("refused by plugin")
 		return
 	}
-	agent, worker := codec.FitRegister(s.info.UserAgent, a.Info.Worker)
+	_, worker := codec.FitRegister(s.info.UserAgent, a.Info.Worker)
 	s.info.User, s.info.Worker = user, worker
 	s.authorized = true
 	s.st.SetIdentity(s.info.UserAgent, s.env.PoolUser+"."+worker)
 	s.env.Stats.MinersAuth.Add(1)
 	s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
+	s.env.Root.Send(s.env.Coordinator, s.authorizedMsg())
+}
+
+// authorizedMsg asks the coordinator to place this (authorized) miner; the
+// user agent is cut to what a REGISTER frame carries.
+func (s *Session) authorizedMsg() *msg.MinerAuthorized {
 	mask := uint32(0)
 	if s.configured {
 		mask = s.askMask
 	}
 	info := s.info
-	info.UserAgent = agent
-	s.env.Root.Send(s.env.Coordinator, &msg.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub})
+	info.UserAgent, _ = codec.FitRegister(s.info.UserAgent, s.info.Worker)
+	return &msg.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub}
 }
 
 // ---- jobs ----

@@ -249,7 +249,6 @@ type ShareAnswered struct {
 	ReqID  []byte // the miner's JSON id, echoed
 	Status codec.Status
 	Text   string
-	Local  bool // decided by the agent, not the pool
 }
 
 // Disconnect asks a miner's actor to close its connection.

@@ -33,7 +33,9 @@ type Listener struct {
 	PluginErrors  atomic.Int64
 	RateDropped   atomic.Int64 // miner requests dropped by the per-miner rate limit
 	FanoutNanos   *Histogram   // pool job arrival to its last miner write, one sample per broadcast
-	miners        sync.Map     // session id (uint16) -> *Miner
+
+	mu     sync.Mutex // guards miners: a plain map costs ~16 B a miner, a sync.Map ~110
+	miners map[uint16]*Miner
 }
 
 // NewListener returns zeroed counters.
@@ -61,14 +63,36 @@ func (l *Listener) RejectCounts() map[string]int64 {
 }
 
 // AddMiner registers a miner's stats for the API.
-func (l *Listener) AddMiner(m *Miner) { l.miners.Store(m.SessionID, m) }
+func (l *Listener) AddMiner(m *Miner) {
+	l.mu.Lock()
+	if l.miners == nil {
+		l.miners = map[uint16]*Miner{}
+	}
+	l.miners[m.SessionID] = m
+	l.mu.Unlock()
+}
 
 // RemoveMiner forgets a miner.
-func (l *Listener) RemoveMiner(sid uint16) { l.miners.Delete(sid) }
+func (l *Listener) RemoveMiner(sid uint16) {
+	l.mu.Lock()
+	delete(l.miners, sid)
+	l.mu.Unlock()
+}
 
-// Miners calls fn for every registered miner.
+// Miners calls fn for every registered miner until it returns false. fn
+// runs on a copy of the set, without the lock: it may be slow.
 func (l *Listener) Miners(fn func(*Miner) bool) {
-	l.miners.Range(func(_, v any) bool { return fn(v.(*Miner)) })
+	l.mu.Lock()
+	ms := make([]*Miner, 0, len(l.miners))
+	for _, m := range l.miners {
+		ms = append(ms, m)
+	}
+	l.mu.Unlock()
+	for _, m := range ms {
+		if !fn(m) {
+			return
+		}
+	}
 }
 
 // Hashrate sums the miners' estimates (H/s).
@@ -92,19 +116,19 @@ type Miner struct {
 	Rejected   atomic.Int64
 	Difficulty atomicFloat
 	LastShare  atomic.Int64 // unix nanos
-	window     [hashBuckets]bucket
-	windowMu   sync.Mutex
+	// The hashrate window: accepted difficulty per minute, the bucket of
+	// minute k at k % hashBuckets; minutes[i] says which minute bucket i
+	// holds (as minutes since winBase, so it fits 32 bits).
+	windowMu sync.Mutex
+	winBase  int64
+	minutes  [hashBuckets]int32
+	diffs    [hashBuckets]float32
 }
 
 const (
 	hashBuckets   = 10
 	bucketSeconds = 60
 )
-
-type bucket struct {
-	minute int64
-	diff   float64
-}
 
 // SetIdentity records what the API shows for the miner.
 func (m *Miner) SetIdentity(userAgent, worker string) {
@@ -133,11 +157,14 @@ func (m *Miner) AddAccepted(d float64, now time.Time) {
 	m.LastShare.Store(now.UnixNano())
 	minute := now.Unix() / bucketSeconds
 	m.windowMu.Lock()
-	b := &m.window[minute%hashBuckets]
-	if b.minute != minute {
-		b.minute, b.diff = minute, 0
+	if m.winBase == 0 {
+		m.winBase = minute - hashBuckets
 	}
-	b.diff += d
+	i, rel := minute%hashBuckets, int32(minute-m.winBase)
+	if m.minutes[i] != rel {
+		m.minutes[i], m.diffs[i] = rel, 0
+	}
+	m.diffs[i] += float32(d)
 	m.windowMu.Unlock()
 }
 
@@ -148,9 +175,9 @@ func (m *Miner) Hashrate(now time.Time) float64 {
 	minute := now.Unix() / bucketSeconds
 	var sum float64
 	m.windowMu.Lock()
-	for _, b := range m.window {
-		if b.minute > minute-hashBuckets && b.minute <= minute {
-			sum += b.diff
+	for i, rel := range m.minutes {
+		if b := m.winBase + int64(rel); m.winBase != 0 && b > minute-hashBuckets && b <= minute {
+			sum += float64(m.diffs[i])
 		}
 	}
 	m.windowMu.Unlock()

@@ -120,6 +120,11 @@ type Attached struct {
 	EN2Size int
 }
 
+// Replay is sent by a coordinator that restarted after a panic to each miner
+// it took over: the miner forgets its link (the links went with the old
+// coordinator) and, if it is authorized, sends its MinerAuthorized again.
+type Replay struct{}
+
 // Parked tells a miner it has no upstream for now (outage policy applies).
 type Parked struct {
 	Reason string

@@ -51,9 +51,9 @@ type Env struct {
 	Alloc             *sessionid.Allocator
 	// Sessions outlives the coordinator: a coordinator restarted after a
 	// panic rebuilds its miner table from it instead of forgetting them.
-	Sessions          *Registry
-	PoolMask          *atomic.Uint32 // last granted version mask, shared with miner sessions
-	Log               logrus.FieldLogger
+	Sessions *Registry
+	PoolMask *atomic.Uint32 // last granted version mask, shared with miner sessions
+	Log      logrus.FieldLogger
 }
 
 // Registry is a listener's live miner sessions by id. The accept path adds

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"regexp"
 	"strconv"
@@ -556,8 +557,13 @@ func (s *Slot) down(ctx actor.Context, l *link, err error) {
 	if err != nil {
 		reason = err.Error()
 		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
 			reason = fmt.Sprintf("pool silent for %s", s.env.DeadAfter)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			// Whether the close fell between two messages or inside one is
+			// chance; one wording keeps the loss logged once, not twice.
+			reason = "the pool closed the connection"
 		}
 	}
 	switch {

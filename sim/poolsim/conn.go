@@ -211,7 +211,10 @@ type connReader struct{ c *conn }
 func (r connReader) Read(b []byte) (int, error) {
 	r.c.flush()
 	n, err := r.c.nc.Read(b)
-	r.c.bytesIn.Add(uint64(n))
+	if n > 0 {
+		r.c.bytesIn.Add(uint64(n))
+		r.c.p.bytesCounted()
+	}
 	return n, err
 }
 
@@ -343,6 +346,7 @@ func (c *conn) flush() {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.p.cfg.WriteTimeout))
 		n, err := q.WriteTo(c.nc)
 		c.bytesOut.Add(uint64(n))
+		c.p.bytesCounted()
 		c.wmu.Lock()
 		if err != nil {
 			c.flushing = false

@@ -12,7 +12,6 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 	// Keep the handshake reader: it may already hold bytes that followed the first job.
 	r := l.reader
 	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
-	st := s.env.Stats
 	var rq codec.Request
 	for {
 		c, ok := nextChunk(r, l, gen, root, self)
@@ -20,7 +19,6 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 			return
 		}
 		if c.IsFrame {
-			st.BytesDown.Add(int64(c.Frame.Len()))
 			switch c.Frame.Cmd {
 			case codec.CmdMiningSetDiff:
 				d, err := codec.DecodeSetDiff(c.Frame)
@@ -43,7 +41,6 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 			}
 			continue
 		}
-		st.BytesDown.Add(int64(len(c.Line) + 1))
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue

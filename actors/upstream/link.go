@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/codec"
 )
 
@@ -159,6 +160,7 @@ func (l *link) drain() {
 
 type dialParams struct {
 	Pool             msg.PoolAddr
+	Stats            *stats.Listener // counts the link's bytes; nil: not counted
 	User             string
 	UserAgent        string
 	Subres           bool
@@ -175,7 +177,7 @@ func poolName(p msg.PoolAddr) string { return net.JoinHostPort(p.Host, strconv.I
 // user and an empty password. Requests are pipelined and replies matched by
 // id, whatever their order. It returns once the first job arrived.
 func dial(ctx context.Context, p dialParams) (*link, error) {
-	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout)
+	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout, p.Stats)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +400,26 @@ func (l *link) close() {
 			close(l.writeCh)
 		}
 	})
+}
+
+// countConn counts every byte that crosses a pool link, at the socket:
+// handshake, frames, lines and partial reads alike, whichever protocol the
+// link speaks, so the listener's counters match what the pool saw.
+type countConn struct {
+	net.Conn
+	st *stats.Listener
+}
+
+func (c countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.st.BytesDown.Add(int64(n))
+	return n, err
+}
+
+func (c countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.st.BytesUp.Add(int64(n))
+	return n, err
 }
 
 // deadlineReader resets the read deadline before every read, so a pool that

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/config"
 )
@@ -142,6 +143,7 @@ type jobRec struct {
 
 type stratumParams struct {
 	Pool             msg.PoolAddr
+	Stats            *stats.Listener // counts the link's bytes; nil: not counted
 	User             string
 	UserAgent        string
 	MinEN2           int // refuse pools whose extranonce2 is smaller (aggregated links: 8)
@@ -194,7 +196,9 @@ func jsonQuote(s string) []byte {
 	return b
 }
 
-func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.Conn, string, error) {
+// dialConn connects to the pool; with st set, the connection counts its
+// bytes into st.
+func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration, st *stats.Listener) (net.Conn, string, error) {
 	name := poolName(p)
 	d := net.Dialer{Timeout: timeout, KeepAlive: 60 * time.Second}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
@@ -221,6 +225,9 @@ func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.C
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	if st != nil {
+		conn = countConn{Conn: conn, st: st}
+	}
 	return conn, name, nil
 }
 
@@ -229,7 +236,7 @@ func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.C
 // authorize, pipelined and matched by id. It returns once the first job
 // arrived. A pool whose extranonce2 is smaller than MinEN2 is refused.
 func dialStratum(ctx context.Context, p stratumParams) (*link, error) {
-	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout)
+	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout, p.Stats)
 	if err != nil {
 		return nil, err
 	}
@@ -373,14 +380,12 @@ func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 	root, self := s.env.Root, s.self
 	r := l.reader
 	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
-	st := s.env.Stats
 	var rq codec.Request
 	for {
 		c, ok := nextChunk(r, l, gen, root, self)
 		if !ok {
 			return
 		}
-		st.BytesDown.Add(int64(len(c.Line) + 1))
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue

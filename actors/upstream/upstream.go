@@ -336,7 +336,7 @@ func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
 	switch proto := protoOf(p); proto {
 	case protoAgent:
 		l, err = dial(ctx, dialParams{
-			Pool: p, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
+			Pool: p, Stats: s.env.Stats, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		})
 	default:
@@ -349,7 +349,7 @@ func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
 			minEN2 = 1 // each miner is mapped on its own link
 		}
 		l, err = dialStratum(ctx, stratumParams{
-			Pool: p, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
+			Pool: p, Stats: s.env.Stats, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		})
 	}
@@ -474,10 +474,7 @@ func (s *Slot) initLink(l *link) {
 // startIO starts the link's reader (and, for agent links, its writer).
 func (s *Slot) startIO(l *link) {
 	st := s.env.Stats
-	onWritten := func(n int) {
-		st.BytesUp.Add(int64(n))
-		st.Writes.Add(1)
-	}
+	onWritten := func(int) { st.Writes.Add(1) } // the bytes are counted by the connection
 	gen := l.gen
 	if l.proto == protoAgent {
 		l.startWriter(30*time.Second, onWritten)

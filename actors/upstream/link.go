@@ -208,9 +208,9 @@ func capsParams(subres bool) string {
 }
 
 func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*handshakeResult, error) {
-	user, _ := jsonString(p.User)
+	user := string(jsonQuote(p.User))
 	var req []byte
-	req = codec.AppendRequest(req, []byte(`"sub"`), codec.MethodSubscribe, `[`+mustJSON(p.UserAgent)+`]`)
+	req = codec.AppendRequest(req, []byte(`"sub"`), codec.MethodSubscribe, `[`+string(jsonQuote(p.UserAgent))+`]`)
 	req = codec.AppendRequest(req, []byte(`"conf"`), codec.MethodConfigure, `[["version-rolling"],{"version-rolling.mask":"ffffffff","version-rolling.min-bit-count":0}]`)
 	req = codec.AppendRequest(req, []byte(`"caps"`), codec.MethodGetCapabilities, capsParams(p.Subres))
 	req = codec.AppendRequest(req, []byte(`"auth"`), codec.MethodAuthorize, `[`+user+`,""]`)
@@ -344,12 +344,6 @@ func parseConfigureMask(raw []byte) uint32 {
 	v, _ := codec.ParseHex32(rest[q+1 : q+9])
 	return v
 }
-
-func jsonString(s string) (string, error) {
-	return strconv.Quote(s), nil
-}
-
-func mustJSON(s string) string { return strconv.Quote(s) }
 
 // startWriter runs the link's writer: the actor hands it whole coalesced
 // buffers, so one flush window of shares becomes one write (one TCP segment

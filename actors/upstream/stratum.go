@@ -191,9 +191,15 @@ func workerPart(s string) string {
 	return string(b)
 }
 
+// jsonQuote quotes s as a JSON string. Invalid UTF-8 becomes U+FFFD and
+// control characters \u escapes; <, > and & stay as they are, since pools
+// with hand-written parsers may not decode \u escapes in worker names.
 func jsonQuote(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(s) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // dialConn connects to the pool; with st set, the connection counts its

@@ -38,7 +38,7 @@ type UpstreamOptions struct {
 	FlushInterval    time.Duration `toml:"flush_interval"`              // share coalescing window, 0..1s (0 = write at once)
 	DialTimeout      time.Duration `toml:"dial_timeout"`
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"` // from subscribe until the first job
-	DeadAfter        time.Duration `toml:"dead_after"`        // pool silence after which a link is dropped
+	DeadAfter        time.Duration `toml:"dead_after"`        // time without a valid job after which a link is dropped
 	ReconnectMin     time.Duration `toml:"reconnect_min"`     // first reconnect backoff
 	ReconnectMax     time.Duration `toml:"reconnect_max"`     // backoff ceiling
 	UserAgent        string        `toml:"user_agent"`        // must start with "btccom-agent/": pools recognise agents by it

@@ -167,6 +167,7 @@ type dialParams struct {
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	MaxLine          int
+	BadJob           func(pool string, err error) // a malformed job was skipped
 }
 
 func poolName(p msg.PoolAddr) string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
@@ -220,6 +221,7 @@ func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*hand
 	}
 	hs := &handshakeResult{}
 	var gotSub, gotAuth, gotCapsAgain, poolSubres bool
+	var bad skipped
 	var rq codec.Request
 	for !(gotSub && gotAuth && gotCapsAgain && hs.FirstJob != nil) {
 		c, err := r.Next()
@@ -231,7 +233,7 @@ func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*hand
 				case !gotAuth:
 					return nil, &HandshakeError{Pool: name, Reason: "no authorize reply in time"}
 				case hs.FirstJob == nil:
-					return nil, &HandshakeError{Pool: name, Reason: "no job arrived in time"}
+					return nil, bad.noJob(name)
 				}
 				return nil, &HandshakeError{Pool: name, Reason: "no capabilities reply in time"}
 			}
@@ -287,9 +289,10 @@ func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*hand
 				}
 			}
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, true)
 			if err != nil {
-				return nil, &HandshakeError{Pool: name, Reason: "bad first job", Err: err}
+				bad.add(name, err, p.BadJob)
+				continue
 			}
 			if hs.FirstJob == nil {
 				hs.FirstJob = n
@@ -414,16 +417,4 @@ func (c countConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.st.BytesUp.Add(int64(n))
 	return n, err
-}
-
-// deadlineReader resets the read deadline before every read, so a pool that
-// sends nothing for dead-after is detected even when TCP stays up.
-type deadlineReader struct {
-	conn net.Conn
-	d    time.Duration
-}
-
-func (r deadlineReader) Read(p []byte) (int, error) {
-	_ = r.conn.SetReadDeadline(time.Now().Add(r.d))
-	return r.conn.Read(p)
 }

@@ -151,6 +151,7 @@ type stratumParams struct {
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	MaxLine          int
+	BadJob           func(pool string, err error) // a malformed job was skipped
 }
 
 // StratumUserAgent derives the user agent stratum links subscribe with from
@@ -271,6 +272,7 @@ func stratumHandshake(conn net.Conn, r *codec.Reader, p stratumParams, name stri
 	}
 	hs := &stratumHS{Diff: 1, User: string(user)} // Stratum's difficulty before any set_difficulty is 1
 	var gotSub, gotAuth bool
+	var bad skipped
 	var rq codec.Request
 	for !(gotSub && gotAuth && hs.FirstJob != nil) {
 		c, err := r.Next()
@@ -282,7 +284,7 @@ func stratumHandshake(conn net.Conn, r *codec.Reader, p stratumParams, name stri
 				case !gotAuth:
 					return nil, &HandshakeError{Pool: name, Reason: "no authorize reply in time"}
 				}
-				return nil, &HandshakeError{Pool: name, Reason: "no job arrived in time"}
+				return nil, bad.noJob(name)
 			}
 			return nil, &HandshakeError{Pool: name, Reason: "connection lost during handshake", Err: err}
 		}
@@ -326,9 +328,10 @@ func stratumHandshake(conn net.Conn, r *codec.Reader, p stratumParams, name stri
 				}
 			}
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, false)
 			if err != nil {
-				return nil, &HandshakeError{Pool: name, Reason: "bad first job", Err: err}
+				bad.add(name, err, p.BadJob)
+				continue
 			}
 			if hs.FirstJob == nil {
 				hs.FirstJob = n
@@ -385,16 +388,21 @@ type (
 func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 	root, self := s.env.Root, s.self
 	r := l.reader
-	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
+	clk := newJobClock(l.conn, s.env.DeadAfter)
+	r.SetSource(clk)
 	var rq codec.Request
 	for {
-		c, ok := nextChunk(r, l, gen, root, self)
+		c, ok := nextChunk(r, l, clk, gen, root, self)
 		if !ok {
 			return
 		}
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
+			clk.chunk(nil)
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue
+		}
+		if string(rq.Method) != codec.MethodNotify {
+			clk.chunk(nil)
 		}
 		if rq.IsResponse() {
 			id, err := strconv.ParseUint(string(rq.ID), 10, 64)
@@ -407,11 +415,13 @@ func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 		}
 		switch string(rq.Method) {
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, false)
 			if err != nil {
-				s.log().WithError(err).Warn("bad job from pool; ignored")
+				clk.chunk(err)
+				s.badJob(l.name, err)
 				continue
 			}
+			clk.job()
 			root.Send(self, &poolJob{gen: gen, n: n, at: time.Now()})
 		case codec.MethodSetDifficulty:
 			if d, err := strconv.ParseFloat(string(rq.Param(0).Raw), 64); err == nil && d > 0 {

@@ -124,6 +124,8 @@ type Slot struct {
 
 	logged map[string]time.Time // rate-limited warnings
 	quiet  map[string]int
+
+	jobWarn limiter // malformed jobs, logged from the link goroutines
 }
 
 // New returns the slot's producer.
@@ -336,7 +338,7 @@ func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
 	switch proto := protoOf(p); proto {
 	case protoAgent:
 		l, err = dial(ctx, dialParams{
-			Pool: p, Stats: s.env.Stats, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
+			Pool: p, Stats: s.env.Stats, BadJob: s.badJob, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		})
 	default:
@@ -349,7 +351,7 @@ func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
 			minEN2 = 1 // each miner is mapped on its own link
 		}
 		l, err = dialStratum(ctx, stratumParams{
-			Pool: p, Stats: s.env.Stats, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
+			Pool: p, Stats: s.env.Stats, BadJob: s.badJob, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		})
 	}

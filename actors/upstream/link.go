@@ -3,7 +3,6 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -195,12 +194,6 @@ func dial(ctx context.Context, p dialParams) (*link, error) {
 	return l, nil
 }
 
-func isTLSError(err error) bool {
-	var ae *tls.AlertError
-	var ce *tls.CertificateVerificationError
-	return errors.As(err, &ae) || errors.As(err, &ce) || bytes.Contains([]byte(err.Error()), []byte("tls:"))
-}
-
 func capsParams(subres bool) string {
 	if subres {
 		return `[["verrol","subres"]]`
@@ -226,7 +219,7 @@ func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*hand
 	for !(gotSub && gotAuth && gotCapsAgain && hs.FirstJob != nil) {
 		c, err := r.Next()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				switch {
 				case !gotSub:
 					return nil, &HandshakeError{Pool: name, Reason: "no subscribe reply in time"}
@@ -320,8 +313,10 @@ func parseSubscribe(r *codec.Request) (string, int, error) {
 		return "", 0, fmt.Errorf("subscribe refused: %s", errText(r))
 	}
 	var res codec.Request
-	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil || res.NParams < 3 {
-		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape")
+	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil {
+		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape: %w", err)
+	} else if res.NParams < 3 {
+		return "", 0, fmt.Errorf("subscribe reply has %d elements, want 3", res.NParams)
 	}
 	en1, err := res.Param(1).String()
 	if err != nil || len(en1) != 8 || !codec.IsHex(en1) {

@@ -210,22 +210,13 @@ func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration, st *st
 	d := net.Dialer{Timeout: timeout, KeepAlive: 60 * time.Second}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var conn net.Conn
-	var err error
-	if p.TLS {
-		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: p.Host, InsecureSkipVerify: p.TLSSkipVerify, MinVersion: tls.VersionTLS12}}
-		conn, err = td.DialContext(dctx, "tcp", name)
-	} else {
-		conn, err = d.DialContext(dctx, "tcp", name)
-	}
+	// TCP first, then TLS: a failure is named by the stage it happened in,
+	// never by the wording of the error.
+	conn, err := d.DialContext(dctx, "tcp", name)
 	if err != nil {
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) {
 			return nil, name, &HandshakeError{Pool: name, Reason: "DNS lookup failed", Err: err}
-		}
-		var recErr tls.RecordHeaderError
-		if errors.As(err, &recErr) || isTLSError(err) {
-			return nil, name, &HandshakeError{Pool: name, Reason: "TLS handshake failed", Err: err}
 		}
 		return nil, name, &HandshakeError{Pool: name, Reason: "connect failed", Err: err}
 	}
@@ -234,6 +225,14 @@ func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration, st *st
 	}
 	if st != nil {
 		conn = countConn{Conn: conn, st: st}
+	}
+	if p.TLS {
+		tc := tls.Client(conn, &tls.Config{ServerName: p.Host, InsecureSkipVerify: p.TLSSkipVerify, MinVersion: tls.VersionTLS12})
+		if err := tc.HandshakeContext(dctx); err != nil {
+			_ = conn.Close()
+			return nil, name, &HandshakeError{Pool: name, Reason: "TLS handshake failed", Err: err}
+		}
+		conn = tc
 	}
 	return conn, name, nil
 }
@@ -277,7 +276,7 @@ func stratumHandshake(conn net.Conn, r *codec.Reader, p stratumParams, name stri
 	for !(gotSub && gotAuth && hs.FirstJob != nil) {
 		c, err := r.Next()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				switch {
 				case !gotSub:
 					return nil, &HandshakeError{Pool: name, Reason: "no subscribe reply in time"}
@@ -350,8 +349,10 @@ func parseStratumSubscribe(r *codec.Request) (string, int, error) {
 		return "", 0, fmt.Errorf("subscribe refused: %s", errText(r))
 	}
 	var res codec.Request
-	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil || res.NParams < 3 {
-		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape")
+	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil {
+		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape: %w", err)
+	} else if res.NParams < 3 {
+		return "", 0, fmt.Errorf("subscribe reply has %d elements, want 3", res.NParams)
 	}
 	en1, err := res.Param(1).String()
 	if err != nil || len(en1) > 32 || (en1 != "" && !codec.IsHex(en1)) {

@@ -20,7 +20,6 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 			return
 		}
 		if c.IsFrame {
-			clk.chunk(nil)
 			switch c.Frame.Cmd {
 			case codec.CmdMiningSetDiff:
 				d, err := codec.DecodeSetDiff(c.Frame)
@@ -44,18 +43,16 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 			continue
 		}
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
-			clk.chunk(nil)
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue
 		}
 		if string(rq.Method) != codec.MethodNotify {
-			clk.chunk(nil)
 		}
 		switch string(rq.Method) {
 		case codec.MethodNotify:
 			n, err := checkJob(&rq, true)
 			if err != nil {
-				clk.chunk(err)
+				clk.badJob(err)
 				s.badJob(l.name, err)
 				continue
 			}

@@ -102,9 +102,8 @@ type jobClock struct {
 	conn    net.Conn
 	d       time.Duration
 	until   time.Time
-	other   int   // chunks read since the last valid job
-	bad     int   // malformed jobs among them
-	lastBad error // the newest of those
+	bad     int   // malformed jobs since the last valid job
+	lastBad error // the newest of them
 }
 
 func newJobClock(conn net.Conn, d time.Duration) *jobClock {
@@ -119,23 +118,20 @@ func (c *jobClock) Read(p []byte) (int, error) {
 // job records a valid job.
 func (c *jobClock) job() {
 	c.until = time.Now().Add(c.d)
-	c.other, c.bad, c.lastBad = 0, 0, nil
+	c.bad, c.lastBad = 0, nil
 }
 
-// chunk records anything else the pool sent; err is set for a malformed job.
-func (c *jobClock) chunk(err error) {
-	c.other++
-	if err != nil {
-		c.bad++
-		c.lastBad = err
-	}
+// badJob records a malformed job.
+func (c *jobClock) badJob(err error) {
+	c.bad++
+	c.lastBad = err
 }
 
-// explain turns the read deadline into what happened: a pool that sent
-// nothing stays a timeout ("pool silent"); one that sent other things gets
-// a noJobError.
+// explain turns the read deadline into what happened: after malformed jobs
+// it is a noJobError; otherwise it stays a timeout, which the slot reports
+// as a silent pool.
 func (c *jobClock) explain(err error) error {
-	if c == nil || c.other == 0 {
+	if c == nil || c.bad == 0 {
 		return err
 	}
 	var ne net.Error
@@ -145,8 +141,8 @@ func (c *jobClock) explain(err error) error {
 	return &noJobError{after: c.d, bad: c.bad, lastBad: c.lastBad}
 }
 
-// noJobError is a link dropped for want of valid jobs although the pool
-// was not silent.
+// noJobError is a link dropped because the pool sent only malformed jobs
+// for dead_after.
 type noJobError struct {
 	after   time.Duration
 	bad     int
@@ -154,10 +150,7 @@ type noJobError struct {
 }
 
 func (e *noJobError) Error() string {
-	if e.bad > 0 {
-		return fmt.Sprintf("no valid job from the pool for %s (%d malformed skipped, the last: %v)", e.after, e.bad, e.lastBad)
-	}
-	return fmt.Sprintf("no valid job from the pool for %s", e.after)
+	return fmt.Sprintf("no valid job from the pool for %s (%d malformed skipped, the last: %v)", e.after, e.bad, e.lastBad)
 }
 
 func (e *noJobError) Unwrap() error { return e.lastBad }

@@ -130,7 +130,7 @@ func startQuiet(t *testing.T, cfg *config.Config) (*agent.Agent, *logRec, error)
 			}
 		}
 	})
-	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond})
+	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond, Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func measureMode(t *testing.T, proto string, n int, window time.Duration) string
 	log := logrus.New()
 	log.SetLevel(logrus.ErrorLevel)
 	log.SetOutput(os.Stderr)
-	a, err := agent.New(cfg, log, agent.Options{})
+	a, err := agent.New(cfg, log, agent.Options{Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}

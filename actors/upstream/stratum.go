@@ -398,12 +398,10 @@ func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 			return
 		}
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
-			clk.chunk(nil)
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue
 		}
 		if string(rq.Method) != codec.MethodNotify {
-			clk.chunk(nil)
 		}
 		if rq.IsResponse() {
 			id, err := strconv.ParseUint(string(rq.ID), 10, 64)
@@ -418,7 +416,7 @@ func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 		case codec.MethodNotify:
 			n, err := checkJob(&rq, false)
 			if err != nil {
-				clk.chunk(err)
+				clk.badJob(err)
 				s.badJob(l.name, err)
 				continue
 			}

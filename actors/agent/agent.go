@@ -43,6 +43,11 @@ type Options struct {
 	// PooledSessions runs miner sessions on the worker pool instead of inline
 	// on the sending goroutine (for comparison benchmarks).
 	PooledSessions bool
+	// Socket, when set, may hand over an open listening socket for a
+	// listener's port, which the agent then serves instead of binding the
+	// port itself: tests reserve ports this way, without the race of
+	// closing a probe socket and binding its port again.
+	Socket func(port int) net.Listener
 }
 
 // Agent is a running btcagent.
@@ -248,7 +253,7 @@ func poolAddrs(lc config.Listener) []msg.PoolAddr {
 // Start opens every listener's port and starts accepting miners.
 func (a *Agent) Start() error {
 	for _, l := range a.Listeners() {
-		ln, err := listen(l.Cfg)
+		ln, err := a.listen(l.Cfg)
 		if err != nil {
 			a.Stop()
 			return err
@@ -256,6 +261,16 @@ func (a *Agent) Start() error {
 		a.serve(l, ln)
 	}
 	return nil
+}
+
+// listen takes the socket Options.Socket holds for lc's port, or binds it.
+func (a *Agent) listen(lc config.Listener) (net.Listener, error) {
+	if a.opts.Socket != nil {
+		if ln := a.opts.Socket(lc.Port); ln != nil {
+			return ln, nil
+		}
+	}
+	return listen(lc)
 }
 
 func listen(lc config.Listener) (net.Listener, error) {

@@ -50,7 +50,7 @@ func newFarm(t *testing.T, token string) *farm {
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
 	log.SetOutput(f.logBuf)
-	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond})
+	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond, Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}

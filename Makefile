@@ -22,6 +22,7 @@ build:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags measure ./...   # the opt-in measurements compile too
 
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...

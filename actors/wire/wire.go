@@ -5,7 +5,6 @@ package wire
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/btcagent/btcagent/actors/msg"
 	"github.com/btcagent/btcagent/actors/stats"
 )
 
@@ -62,12 +61,10 @@ type Submit struct {
 	Miner *actor.PID
 	ReqID []byte // the miner's JSON id (copied)
 	Gen   uint64 // the link generation of the job
-	Share shareFields
+	Share ShareFields
 	Diff  float64
 	Stats *stats.Miner
 }
-
-type shareFields = ShareFields
 
 // ShareFields is the binary content of a share.
 type ShareFields struct {
@@ -111,9 +108,6 @@ type UpstreamState struct {
 	// Protocol of the pool link: agent, stratum or stratum-per-miner.
 	Protocol string
 }
-
-// FakeJob asks miners parked under the "fake" policy to take a placeholder job.
-type FakeJob = msg.JobNotified
 
 // DisconnectAll asks a coordinator to disconnect every miner it knows (sent
 // by Agent.Reload before it retires a listener's coordinator). With Reconnect

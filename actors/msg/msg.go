@@ -197,6 +197,7 @@ type UpstreamReady struct {
 	Slot        int
 	Gen         uint64
 	Pool        string
+	Protocol    string // agent, stratum or stratum-per-miner
 	VersionMask uint32
 }
 

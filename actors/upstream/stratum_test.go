@@ -49,6 +49,15 @@ func TestStratumAggregatedHashMiners(t *testing.T) {
 	if ls := a.Listeners()[0].Stats; ls.Accepted.Load() != n*per || ls.LocalRejected.Load() != 0 {
 		t.Fatalf("listener stats: accepted %d local rejects %d", ls.Accepted.Load(), ls.LocalRejected.Load())
 	}
+	snap, err := a.Listeners()[0].Snapshot(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range snap.Upstreams {
+		if u.Protocol != config.ProtocolStratum {
+			t.Fatalf("link %d reports protocol %q", u.Slot, u.Protocol)
+		}
+	}
 }
 
 // A pool whose extranonce2 is 4 bytes cannot carry the miners' session

@@ -182,11 +182,7 @@ type (
 	retireCheck  struct{ gen uint64 }
 	failbackTick struct{}
 	redial       struct{}
-	stateReq     struct{}
 )
-
-// StateRequest asks a slot for its state (tests, API): reply is wire.UpstreamState.
-type StateRequest = stateReq
 
 // Receive dispatches.
 func (s *Slot) Receive(ctx actor.Context) {
@@ -264,8 +260,6 @@ func (s *Slot) Receive(ctx actor.Context) {
 		s.onFailbackTick()
 	case *redial:
 		s.startDial()
-	case *stateReq:
-		ctx.Respond(s.state())
 	case *actor.Stopping:
 		if s.stop != nil {
 			s.stop()
@@ -306,17 +300,6 @@ func (s *Slot) warnLimited(kind string, f logrus.Fields, text string) {
 	}
 	s.logged[kind], s.quiet[kind] = now, 0
 	s.log().WithFields(f).Warn(text)
-}
-
-func (s *Slot) state() *wire.UpstreamState {
-	st := &wire.UpstreamState{Slot: s.env.Slot, Route: s.env.Route.Name, Ready: s.ready, Miners: len(s.attached), Error: s.lastErr}
-	if s.link != nil {
-		st.Pool, st.Gen, st.Protocol = s.link.name, s.link.gen, s.link.proto
-	}
-	if !s.since.IsZero() {
-		st.Since = s.since.Unix()
-	}
-	return st
 }
 
 // ---- connection lifecycle ----
@@ -528,7 +511,7 @@ func (s *Slot) onUp(ctx actor.Context, l *link, pool int) {
 	}
 	s.logReady(l, "pool link ready")
 	// First, so that a refusal below is recorded against this link.
-	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, VersionMask: l.mask})
+	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, Protocol: l.proto, VersionMask: l.mask})
 	// Miners that kept their own links while a per-miner pool's control
 	// connection was down stay on them if it is the same pool; any others
 	// move to the new link.
@@ -718,7 +701,7 @@ func (s *Slot) onSwitchUp(ctx actor.Context, m *linkUp) {
 	s.install(ctx, l, m.pool)
 	s.lastErr = ""
 	s.logReady(l, "pool link replaced ("+m.why+"): miners move to "+l.name)
-	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, VersionMask: l.mask})
+	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, Protocol: l.proto, VersionMask: l.mask})
 	for sid, a := range s.attached {
 		prev := a.cur
 		s.attachOn(ctx, l, sid, a)

@@ -262,7 +262,7 @@ func TestUpstreamsJSON(t *testing.T) {
 	}
 	for _, l := range []string{"main", "main", "spare", "spare"} {
 		want = append(want, map[string]any{
-			"listener": l, "slot": isNum, "route": "", "ready": true, "pool": f.pool.Addr(), "generation": positive, "miners": nonNegative,
+			"listener": l, "slot": isNum, "route": "", "ready": true, "pool": f.pool.Addr(), "protocol": "agent", "generation": positive, "miners": nonNegative,
 		})
 	}
 	match(t, "upstreams", got, map[string]any{"upstreams": want})

@@ -114,6 +114,16 @@ func Port(t testing.TB) int {
 	return port
 }
 
+// Release closes the socket Port reserved, for an agent that runs in
+// another process and must bind the port itself. The port is free for
+// anyone between this call and that bind: use Socket whenever the agent
+// runs in the test's process.
+func Release(port int) {
+	if ln := Socket(port); ln != nil {
+		_ = ln.Close()
+	}
+}
+
 // Socket hands over the socket Port reserved for port (nil if none): pass
 // it as agent.Options.Socket.
 func Socket(port int) net.Listener {

@@ -205,7 +205,8 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 		Upstream: upstream.Env{
 			Listener: lc.Name, UserAgent: u.UserAgent, Subres: u.SubmitResponse, FlushInterval: u.FlushInterval,
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
-			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, MaxLine: 64 * 1024,
+			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, FailbackInterval: u.FailbackInterval,
+			StratumWorker: lc.StratumWorker, MaxLine: 64 * 1024,
 			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Root: a.system.Root,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, PoolMask: &a.poolMask, Log: a.log,

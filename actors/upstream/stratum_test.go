@@ -60,6 +60,24 @@ func TestStratumAggregatedHashMiners(t *testing.T) {
 	}
 }
 
+// stratum_worker names the worker of a listener's aggregated links.
+func TestStratumWorkerName(t *testing.T) {
+	pool := testenv.Pool(t, poolsim.Config{EN2Size: 8})
+	cfg := withProtocols(testenv.Config(t, "farm", pool.Addr()), config.ProtocolStratum)
+	cfg.Listen[0].Name = "rack-7"
+	cfg.Listen[0].StratumWorker = "bay-3"
+	startAgent(t, cfg)
+	conns := pool.Stats().Conns
+	if len(conns) == 0 {
+		t.Fatal("no pool connection")
+	}
+	for _, c := range conns {
+		if c.User != "farm.bay-3" {
+			t.Fatalf("stratum link authorized as %q, want farm.bay-3", c.User)
+		}
+	}
+}
+
 // A pool whose extranonce2 is 4 bytes cannot carry the miners' session
 // prefix: the aggregated link refuses it with a one-line reason and the slot
 // fails over to the next pool of the list.

@@ -58,12 +58,8 @@ type Env struct {
 	ReconnectMin     time.Duration
 	ReconnectMax     time.Duration
 	// FailbackInterval is how often a slot serving from a backup pool tries
-	// the better pools of its list; 0 means ReconnectMax, negative disables.
+	// the better pools of its list; 0 disables failback.
 	FailbackInterval time.Duration
-	// RetireGrace and RetireMax bound how long a replaced link stays open for
-	// the verdicts of shares it carried (defaults 500ms and 10s).
-	RetireGrace time.Duration
-	RetireMax   time.Duration
 	// StratumWorker is the worker part of "<pool user>.<worker>" for
 	// aggregated stratum links; default: the listener's name.
 	StratumWorker string
@@ -740,15 +736,8 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func (s *Slot) failbackEvery() time.Duration {
-	if s.env.FailbackInterval != 0 {
-		return s.env.FailbackInterval
-	}
-	return s.env.ReconnectMax
-}
-
 func (s *Slot) armFailback() {
-	d := s.failbackEvery()
+	d := s.env.FailbackInterval
 	if s.failbackArmed || s.link == nil || s.link.poolIdx == 0 || d <= 0 {
 		return
 	}
@@ -804,33 +793,27 @@ func (s *Slot) retire(ctx actor.Context, l *link) {
 	s.armRetire(l)
 }
 
-func (s *Slot) retireTimes() (grace, max time.Duration) {
-	grace, max = s.env.RetireGrace, s.env.RetireMax
-	if grace <= 0 {
-		grace = 500 * time.Millisecond
-	}
-	if max <= 0 {
-		max = 10 * time.Second
-	}
-	return grace, max
-}
+// A replaced link stays open for the verdicts of the shares it carried: at
+// least retireGrace (shares still in mailboxes), at most retireMax.
+const (
+	retireGrace = 500 * time.Millisecond
+	retireMax   = 10 * time.Second
+)
 
 func (s *Slot) armRetire(l *link) {
-	grace, _ := s.retireTimes()
 	root, self, gen := s.env.Root, s.self, l.gen
-	time.AfterFunc(grace, func() { root.Send(self, &retireCheck{gen: gen}) })
+	time.AfterFunc(retireGrace, func() { root.Send(self, &retireCheck{gen: gen}) })
 }
 
 // checkRetire closes a retiring link once no miner uses it and its shares
 // are answered (after the grace period, for shares still in mailboxes), or
-// when RetireMax has passed. timer re-arms the check.
+// when retireMax has passed. timer re-arms the check.
 func (s *Slot) checkRetire(ctx actor.Context, l *link, timer bool) {
 	if !l.retiring || s.links[l.gen] != l {
 		return
 	}
-	grace, max := s.retireTimes()
 	age := time.Since(l.retiredAt)
-	if l.users == 0 && ((l.pendingCount() == 0 && age >= grace) || age >= max) {
+	if l.users == 0 && ((l.pendingCount() == 0 && age >= retireGrace) || age >= retireMax) {
 		s.answerAll(ctx, l, "pool link retired before the share was confirmed")
 		s.drop(l)
 		return

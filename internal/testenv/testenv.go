@@ -85,6 +85,7 @@ func Config(t testing.TB, poolUser string, poolAddrs ...string) *config.Config {
 	cfg.HTTPListen = ""
 	cfg.Upstream.ReconnectMin = 50 * time.Millisecond
 	cfg.Upstream.ReconnectMax = 500 * time.Millisecond
+	cfg.Upstream.FailbackInterval = 500 * time.Millisecond
 	cfg.Upstream.FlushInterval = 5 * time.Millisecond
 	cfg.ApplyDefaults()
 	return cfg

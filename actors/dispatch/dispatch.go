@@ -2,7 +2,7 @@
 // actor runs on. protoactor's default dispatcher starts a goroutine for each
 // mailbox activation, so one job broadcast to 10,000 miners makes 10,000
 // goroutines; a small fixed pool halves the CPU per delivery and keeps memory
-// flat (go-design-notes.md §2.2). The price is that Receive must never block.
+// flat. The price is that Receive must never block.
 package dispatch
 
 import (

@@ -65,7 +65,7 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 		}
 		// Later JSON set_difficulty lines are the agent connection's own
 		// vardiff, which never sees shares; both reference agents ignore
-		// them (§6.3) and so do we.
+		// them (docs/PROTOCOL.md §6.3) and so do we.
 	}
 }
 

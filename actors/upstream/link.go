@@ -17,7 +17,7 @@ import (
 )
 
 // PoolEN2Size is the only extranonce2 size the BTCAgent protocol works with:
-// 4 bytes of session id space plus the miner's 4 (agent-protocol.md §4.1).
+// 4 bytes of session id space plus the miner's 4 (docs/PROTOCOL.md §4.1).
 const PoolEN2Size = 8
 
 // HandshakeError is a refusal during the handshake; Reason is the one-line
@@ -171,7 +171,7 @@ type dialParams struct {
 
 func poolName(p msg.PoolAddr) string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
 
-// dial connects and runs the agent handshake (agent-protocol.md §3): subscribe
+// dial connects and runs the agent handshake (docs/PROTOCOL.md §3.3): subscribe
 // with a btccom-agent/ user agent, configure for version rolling with mask
 // ffffffff, capabilities before and after authorize, authorize with the pool
 // user and an empty password. Requests are pipelined and replies matched by

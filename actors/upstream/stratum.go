@@ -62,7 +62,7 @@ type stratumHS struct {
 type stratumDiffEv struct{ d float64 }
 
 // enMap is how miners' extranonces map onto the pool's for one job
-// (docs: agent-protocol.md §4.1, extended to plain Stratum pools).
+// (docs/PROTOCOL.md §4.1, extended to plain Stratum pools in §10).
 //
 // Shared layout (pool EN2 size N ≥ 8), identical for agent and stratum links
 // so that miners move between them without noticing:

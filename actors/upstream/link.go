@@ -396,7 +396,8 @@ func (l *link) close() {
 
 // countConn counts every byte that crosses a pool link, at the socket:
 // handshake, frames, lines and partial reads alike, whichever protocol the
-// link speaks, so the listener's counters match what the pool saw.
+// link speaks, so the listener's counters match what the pool saw. TLS runs
+// above it, so TLS links count what goes over the wire.
 type countConn struct {
 	net.Conn
 	st *stats.Listener

@@ -172,6 +172,11 @@ func TestFailbackInterval(t *testing.T) {
 	}
 	primary.SetRefuse(false)
 	logs.waitFor(t, "pool link replaced (failback)")
+	// The replaced link closes after its retire grace; by then the
+	// coordinator has long had the new link's UpstreamReady.
+	if err := backup.WaitFor(testenv.Ctx(t), func(s *poolsim.Stats) bool { return len(s.Conns) == 0 }); err != nil {
+		t.Fatalf("backup link not retired: %v", err)
+	}
 	if p := poolsOf(t, a); !allOn(p, 1, primary.Addr()) {
 		t.Fatalf("slot on %v after the failback, want the primary %s", p, primary.Addr())
 	}

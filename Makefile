@@ -21,7 +21,9 @@ build:
 	@for c in $(CMDS); do [ -d cmd/$$c ] && $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$c ./cmd/$$c || exit 1; done
 
 vet:
+	$(GO) mod tidy -diff            # go.mod lists exactly what the code imports
 	$(GO) vet ./...
+	$(GO) vet -tags measure ./...   # the opt-in measurements compile too
 
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...

@@ -16,7 +16,7 @@ const HeaderLen = 4
 // MaxFrameLen is the largest length the uint16 field can carry; it includes the header.
 const MaxFrameLen = 0xFFFF
 
-// Ex-message commands (agent-protocol.md §2.3).
+// Ex-message commands (docs/PROTOCOL.md §2.3).
 const (
 	CmdRegisterWorker         byte = 0x01
 	CmdSubmitShare            byte = 0x02

@@ -17,7 +17,7 @@ func unhexSpaced(t testing.TB, s string) []byte {
 	return b
 }
 
-// The test vectors of agent-protocol.md §14, byte for byte.
+// The test vectors of docs/PROTOCOL.md §11, byte for byte.
 func TestSpecVectorsEncode(t *testing.T) {
 	cases := []struct {
 		name string

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// The worked example of stratum-share-validation.md: a real share must come
+// The worked example of docs/SHARES.md: a real share must come
 // out with the documented intermediate values and final hash.
 const exampleNotify = `{"id":null,"method":"mining.notify","params":["job2","1cda83a5689bf23f73ff4872cef822783a032748000320280000000000000000",` +
 	`"01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff180341d10c",` +
@@ -89,7 +89,7 @@ func TestWorkedExampleNoBranches(t *testing.T) {
 	}
 }
 
-// The agent's EN1 split (§4.1, TV13) must give the pool's coinbase exactly.
+// The agent's EN1 split (docs/PROTOCOL.md §4.1, TV13) must give the pool's coinbase exactly.
 func TestAgentExtranonceSplitMatchesPool(t *testing.T) {
 	n := parseExample(t)
 	poolJob, _ := NewHashJob(n, "")

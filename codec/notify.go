@@ -115,7 +115,7 @@ func scanStringArray(raw []byte) ([]string, error) {
 
 // AppendLine appends the notify as a JSON line for miners. coinb1Suffix is
 // appended to coinb1: the agent puts its upstream extranonce1 there, so each
-// miner's EN1 and EN2 land exactly where the pool's EN2 will be (§4.1).
+// miner's EN1 and EN2 land exactly where the pool's EN2 will be (docs/PROTOCOL.md §4.1).
 func (n *Notify) AppendLine(dst []byte, coinb1Suffix string, clean bool) []byte {
 	dst = append(dst, `{"id":null,"method":"mining.notify","params":[`...)
 	dst = strconv.AppendQuote(dst, n.JobID)

@@ -6,7 +6,7 @@ import "strconv"
 // and both btccom agents; verdicts in SUBMIT_RESPONSE frames carry it as int32.
 type Status int32
 
-// Status values (agent-protocol.md §10.1). The accepted values are odd 32-bit
+// Status values (docs/PROTOCOL.md §9.1). The accepted values are odd 32-bit
 // patterns on purpose, so that a zeroed or corrupted field never reads as an accept.
 const (
 	StatusAccept              Status = 1798084231 // 0x6B2C9687

@@ -41,9 +41,10 @@ type UpstreamOptions struct {
 	FlushInterval    time.Duration `toml:"flush_interval"`              // share coalescing window, 0..1s (0 = write at once)
 	DialTimeout      time.Duration `toml:"dial_timeout"`
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"` // from subscribe until the first job
-	DeadAfter        time.Duration `toml:"dead_after"`        // pool silence after which a link is dropped
+	DeadAfter        time.Duration `toml:"dead_after"`        // time without a valid job after which a link is dropped
 	ReconnectMin     time.Duration `toml:"reconnect_min"`     // first reconnect backoff
 	ReconnectMax     time.Duration `toml:"reconnect_max"`     // backoff ceiling
+	FailbackInterval time.Duration `toml:"failback_interval"` // how often a link on a backup pool tries the better ones; 0 = never
 	UserAgent        string        `toml:"user_agent"`        // must start with "btccom-agent/": pools recognise agents by it
 	// Proxy is the default proxy list of every pool: URLs (socks5://,
 	// http://, https://, credentials allowed) or "system" for the
@@ -113,7 +114,11 @@ type Listener struct {
 	Port        int    `toml:"port"`        // required, 1..65535, unique across listeners
 	PoolUser    string `toml:"pool_user"`   // required: the pool sub-account
 	Connections int    `toml:"connections"` // upstream links; 0 in the file = Upstream.Connections
-	Pools       []Pool `toml:"pool"`        // [[listen.pool]]: ordered failover list, at least one
+	// StratumWorker is the worker part of "<pool user>.<worker>" that the
+	// listener's aggregated "stratum" pool links authorize as; default: the
+	// listener's name with anything but [A-Za-z0-9_-] replaced by '_'.
+	StratumWorker string `toml:"stratum_worker"`
+	Pools         []Pool `toml:"pool"` // [[listen.pool]]: ordered failover list, at least one
 }
 
 // Pool is one pool endpoint in a listener's failover list.
@@ -175,6 +180,7 @@ func Default() *Config {
 			DeadAfter:        90 * time.Second,
 			ReconnectMin:     time.Second,
 			ReconnectMax:     60 * time.Second,
+			FailbackInterval: 60 * time.Second,
 			UserAgent:        DefaultUserAgent,
 		},
 		Miner: MinerOptions{

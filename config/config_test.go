@@ -83,7 +83,7 @@ func TestTwoListenersValues(t *testing.T) {
 	if c.LogLevel != "debug" || c.LogFormat != "json" || c.HTTPListen != "" {
 		t.Errorf("top level: %q %q %q", c.LogLevel, c.LogFormat, c.HTTPListen)
 	}
-	if c.Upstream.Connections != 4 || c.Upstream.ReconnectMin != 500*time.Millisecond || c.Upstream.ReconnectMax != 30*time.Second {
+	if c.Upstream.Connections != 4 || c.Upstream.ReconnectMin != 500*time.Millisecond || c.Upstream.ReconnectMax != 30*time.Second || c.Upstream.FailbackInterval != 5*time.Minute {
 		t.Errorf("upstream: %+v", c.Upstream)
 	}
 	// Untouched settings keep their defaults.
@@ -95,7 +95,7 @@ func TestTwoListenersValues(t *testing.T) {
 			{Host: "pool-a.example.com", Port: 1800, Protocol: "agent"},
 			{Host: "pool-b.example.com", Port: 1800, User: "farm1-backup", Protocol: "agent"},
 		}},
-		{Name: "east", Address: "127.0.0.1", Port: 3334, PoolUser: "farm2", Connections: 1, Pools: []Pool{
+		{Name: "east", Address: "127.0.0.1", Port: 3334, PoolUser: "farm2", Connections: 1, StratumWorker: "east-rack", Pools: []Pool{
 			{Host: "10.0.0.5", Port: 3333, Protocol: "stratum"},
 		}},
 	}

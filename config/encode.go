@@ -117,6 +117,9 @@ func (c *Config) writeListener(e *encoder, l *Listener) {
 	if l.Connections != 0 && l.Connections != c.Upstream.Connections {
 		e.kv("connections", l.Connections)
 	}
+	if l.StratumWorker != "" {
+		e.kv("stratum_worker", l.StratumWorker)
+	}
 	for i := range l.Pools {
 		p := &l.Pools[i]
 		e.table("[[listen.pool]]")

@@ -106,6 +106,9 @@ func (c *Config) validateUpstream() *Error {
 			return err
 		}
 	}
+	if u.FailbackInterval < 0 {
+		return errorAt(p.child("failback_interval"), "upstream.failback_interval = %q must be 0 (off) or positive", formatDuration(u.FailbackInterval))
+	}
 	if u.ReconnectMin > u.ReconnectMax {
 		return errorAt(p.child("reconnect_min"), "upstream.reconnect_min (%s) is greater than upstream.reconnect_max (%s)", formatDuration(u.ReconnectMin), formatDuration(u.ReconnectMax))
 	}
@@ -245,6 +248,9 @@ func (c *Config) validateListeners() *Error {
 		if strings.ContainsFunc(l.PoolUser, isSpaceOrControl) {
 			return errorAt(p.child("pool_user"), "%s: pool_user %q must not contain spaces or control characters", label, l.PoolUser)
 		}
+		if l.StratumWorker != "" && !isWorkerPart(l.StratumWorker) {
+			return errorAt(p.child("stratum_worker"), "%s: stratum_worker %q may only contain letters, digits, \"_\" and \"-\"", label, l.StratumWorker)
+		}
 		if l.Connections != 0 {
 			if l.Connections < 1 || l.Connections > 64 {
 				return errorAt(p.child("connections"), "%s: connections = %d is out of range 1..64", label, l.Connections)
@@ -320,4 +326,17 @@ func (c *Config) validatePlugins() *Error {
 		}
 	}
 	return nil
+}
+
+// isWorkerPart reports whether s is accepted by every pool after the dot of
+// "<user>.<worker>".
+func isWorkerPart(s string) bool {
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -45,6 +45,11 @@ type Options struct {
 	RebalanceInterval time.Duration // route rebalancing plugins; default 1m
 	Workers           int           // dispatcher workers; default 2×GOMAXPROCS
 	MaxSessions       int           // session ids available (tests of exhaustion); default 65535
+	// Socket, when set, may hand over an open listening socket for a
+	// listener's port, which the agent then serves instead of binding the
+	// port itself: tests reserve ports this way, without the race of
+	// closing a probe socket and binding its port again.
+	Socket func(port int) net.Listener
 }
 
 // Agent is a running btcagent.
@@ -213,7 +218,8 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 		Upstream: upstream.Env{
 			Listener: lc.Name, UserAgent: u.UserAgent, Subres: u.SubmitResponse, FlushInterval: u.FlushInterval,
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
-			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, MaxLine: 64 * 1024,
+			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, FailbackInterval: u.FailbackInterval,
+			StratumWorker: lc.StratumWorker, MaxLine: 64 * 1024,
 			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Root: a.system.Root, Loop: a.engine,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, Sessions: l.sessions, PoolMask: &a.poolMask, Log: a.log,
@@ -250,7 +256,7 @@ func poolAddrs(lc config.Listener) []msg.PoolAddr {
 // Start opens every listener's port and starts accepting miners.
 func (a *Agent) Start() error {
 	for _, l := range a.Listeners() {
-		ln, err := listen(l.Cfg)
+		ln, err := a.listen(l.Cfg)
 		if err != nil {
 			a.Stop()
 			return err
@@ -259,6 +265,16 @@ func (a *Agent) Start() error {
 	}
 	a.farm.Start()
 	return nil
+}
+
+// listen takes the socket Options.Socket holds for lc's port, or binds it.
+func (a *Agent) listen(lc config.Listener) (net.Listener, error) {
+	if a.opts.Socket != nil {
+		if ln := a.opts.Socket(lc.Port); ln != nil {
+			return ln, nil
+		}
+	}
+	return listen(lc)
 }
 
 func listen(lc config.Listener) (net.Listener, error) {

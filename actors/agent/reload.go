@@ -118,7 +118,7 @@ func (a *Agent) Reload(cfg *config.Config) (*ReloadResult, error) {
 		}
 		c.chain = chain
 		if c.old == nil {
-			ln, err := listen(c.lc)
+			ln, err := a.listen(c.lc)
 			if err != nil {
 				undo()
 				return nil, err

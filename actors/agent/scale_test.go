@@ -129,10 +129,11 @@ func TestKillOneLinkMovesMiners(t *testing.T) {
 	pool := testenv.Pool(t, poolsim.Config{})
 	cfg := testenv.Config(t, "farm", pool.Addr())
 	cfg.Listen[0].Connections = 3
-	// Keep the killed link down during the test: under load the CPU miners
-	// may need several seconds for the shares the test waits for.
-	cfg.Upstream.ReconnectMin = time.Minute
-	cfg.Upstream.ReconnectMax = time.Minute
+	// Keep the killed link down for the whole test: under load the moved
+	// miners may need longer than any few seconds to get 3n shares in, and
+	// a link back early makes "two links left" false for good.
+	cfg.Upstream.ReconnectMin = time.Hour
+	cfg.Upstream.ReconnectMax = time.Hour
 	a := testenv.Agent(t, cfg, agent.Options{})
 	ctx := testenv.Ctx(t)
 	if err := a.WaitReady(ctx, 3); err != nil {

@@ -103,7 +103,7 @@ func TestRefusesPoolWithWrongExtranonce2Size(t *testing.T) {
 	log.SetLevel(logrus.WarnLevel)
 	seen := make(chan string, 16)
 	log.AddHook(&matchHook{substr: "extranonce2 size is 4", ch: seen})
-	a, err := agent.New(cfg, log, agent.Options{})
+	a, err := agent.New(cfg, log, agent.Options{Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,7 @@ type slotRec struct {
 	ready  bool
 	gen    uint64
 	pool   string
+	proto  string // of the pool last connected
 	miners int
 	since  time.Time // when the link became ready, or was lost
 	err    string    // why it was last lost
@@ -374,7 +375,7 @@ func (c *Coordinator) gone(ctx actor.Context, m *msg.MinerGone) {
 
 func (c *Coordinator) upReady(ctx actor.Context, m *msg.UpstreamReady) {
 	s := c.slots[m.Slot]
-	s.ready, s.gen, s.pool, s.since, s.err = true, m.Gen, m.Pool, time.Now(), ""
+	s.ready, s.gen, s.pool, s.proto, s.since, s.err = true, m.Gen, m.Pool, m.Protocol, time.Now(), ""
 	if m.VersionMask != 0 && c.env.PoolMask != nil {
 		c.env.PoolMask.Store(m.VersionMask)
 	}
@@ -588,7 +589,7 @@ func (c *Coordinator) snapshot() *wire.Snapshot {
 		}
 	}
 	for _, s := range c.slots {
-		snap.Upstreams = append(snap.Upstreams, wire.UpstreamState{Slot: s.idx, Route: s.route, Ready: s.ready, Pool: s.pool, Gen: s.gen, Miners: s.miners, Since: unixOrZero(s.since), Error: s.err})
+		snap.Upstreams = append(snap.Upstreams, wire.UpstreamState{Slot: s.idx, Route: s.route, Ready: s.ready, Pool: s.pool, Protocol: s.proto, Gen: s.gen, Miners: s.miners, Since: unixOrZero(s.since), Error: s.err})
 	}
 	sort.Slice(snap.Upstreams, func(i, j int) bool { return snap.Upstreams[i].Slot < snap.Upstreams[j].Slot })
 	return snap

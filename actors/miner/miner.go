@@ -40,7 +40,7 @@ import (
 )
 
 // EN2Size is the extranonce2 size miners get: 4 of the pool's 8 bytes, the
-// other 4 being the session id (agent-protocol.md §4.1).
+// other 4 being the session id (docs/PROTOCOL.md §4.1).
 const EN2Size = 4
 
 // DefaultVersionMask is what a miner is offered before any upstream has told
@@ -531,7 +531,7 @@ func (s *Session) handleLine(line []byte, now time.Time) {
 		s.configure(r)
 	case codec.MethodSuggestDifficulty, codec.MethodSuggestTarget:
 		// The BTCAgent protocol has no way to pass a per-miner hint upstream
-		// (§8.3); say so honestly instead of pretending.
+		// (docs/PROTOCOL.md §8.3); say so honestly instead of pretending.
 		s.reply(func(d []byte) []byte { return codec.AppendResult(d, r.ID, "false") })
 	case codec.MethodExtranonceSub:
 		s.extranonceSub = true

@@ -30,7 +30,6 @@ type Job struct {
 	Version     uint32
 	Hash        *codec.HashJob // coinb1 already includes UpstreamEN1
 	Received    time.Time      // when the upstream read it
-	PoolSent    time.Time      // optional: the pool's write time if the job carries one
 	Fake        bool           // placeholder job during an outage: shares are never forwarded
 	Clean       bool
 }
@@ -214,6 +213,7 @@ type UpstreamReady struct {
 	Slot        int
 	Gen         uint64
 	Pool        string
+	Protocol    string // agent, stratum or stratum-per-miner
 	VersionMask uint32
 }
 

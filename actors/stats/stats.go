@@ -24,8 +24,8 @@ type Listener struct {
 	LocalRejected atomic.Int64 // rejected by the agent or a plugin without costing uplink
 	FakeAnswered  atomic.Int64 // shares on placeholder jobs under the fake policy (unpaid)
 	SharesSent    atomic.Int64 // submit frames written upstream
-	BytesUp       atomic.Int64 // pool-link application bytes written
-	BytesDown     atomic.Int64 // pool-link application bytes read
+	BytesUp       atomic.Int64 // pool-link bytes written, handshake included (TLS: as on the wire)
+	BytesDown     atomic.Int64 // pool-link bytes read, handshake included (TLS: as on the wire)
 	Writes        atomic.Int64 // write calls on pool links (≈ TCP pushes)
 	Reconnects    atomic.Int64
 	Failovers     atomic.Int64

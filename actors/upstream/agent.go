@@ -11,16 +11,15 @@ import (
 func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *actor.PID) {
 	// Keep the handshake reader: it may already hold bytes that followed the first job.
 	r := l.reader
-	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
-	st := s.env.Stats
+	clk := newJobClock(l.conn, s.env.DeadAfter)
+	r.SetSource(clk)
 	var rq codec.Request
 	for {
-		c, ok := nextChunk(r, l, gen, root, self)
+		c, ok := nextChunk(r, l, clk, gen, root, self)
 		if !ok {
 			return
 		}
 		if c.IsFrame {
-			st.BytesDown.Add(int64(c.Frame.Len()))
 			switch c.Frame.Cmd {
 			case codec.CmdMiningSetDiff:
 				d, err := codec.DecodeSetDiff(c.Frame)
@@ -46,18 +45,21 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 			}
 			continue
 		}
-		st.BytesDown.Add(int64(len(c.Line) + 1))
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue
 		}
+		if string(rq.Method) != codec.MethodNotify {
+		}
 		switch string(rq.Method) {
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, true)
 			if err != nil {
-				s.log().WithError(err).Warn("bad job from pool; ignored")
+				clk.badJob(err)
+				s.badJob(l.name, err)
 				continue
 			}
+			clk.job()
 			root.Send(self, &poolJob{gen: gen, n: n, at: time.Now()})
 		case codec.MethodSetVersionMask:
 			if v, ok := codec.ParseHex32(rq.Param(0).Str); ok {
@@ -66,18 +68,21 @@ func (s *Slot) readLoop(l *link, gen uint64, root *actor.RootContext, self *acto
 		}
 		// Later JSON set_difficulty lines are the agent connection's own
 		// vardiff, which never sees shares; both reference agents ignore
-		// them (§6.3) and so do we.
+		// them (docs/PROTOCOL.md §6.3) and so do we.
 	}
 }
 
 // nextChunk reads a link's next line or frame. On a read error it reports the
 // link down — with the writer's error when there is one, since a failed write
-// is what closed the socket — and returns false.
-func nextChunk(r *codec.Reader, l *link, gen uint64, root *actor.RootContext, self *actor.PID) (codec.Chunk, bool) {
+// is what closed the socket, else with what the job clock makes of it — and
+// returns false.
+func nextChunk(r *codec.Reader, l *link, clk *jobClock, gen uint64, root *actor.RootContext, self *actor.PID) (codec.Chunk, bool) {
 	c, err := r.Next()
 	if err != nil {
 		if werr := l.wErr.Load(); werr != nil {
 			err = *werr
+		} else {
+			err = clk.explain(err)
 		}
 		root.Send(self, &linkDown{gen: gen, err: err})
 		return codec.Chunk{}, false

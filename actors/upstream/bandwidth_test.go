@@ -1,3 +1,5 @@
+//go:build measure
+
 package upstream_test
 
 import (
@@ -19,9 +21,9 @@ import (
 
 // TestUpstreamModeBandwidth measures the pool link's traffic in the three
 // upstream protocols under the same farm workload. It is a measurement, not
-// a check, and runs only when BTCAGENT_UPSTREAM_BENCH=1:
+// a check, and is built only with the measure tag:
 //
-//	BTCAGENT_UPSTREAM_BENCH=1 go test -run UpstreamModeBandwidth -v -timeout 20m ./actors/upstream/
+//	go test -tags measure -run UpstreamModeBandwidth -v -timeout 20m ./actors/upstream/
 //
 // Optional: BTCAGENT_UPSTREAM_BENCH_MINERS (default 1000),
 // BTCAGENT_UPSTREAM_BENCH_WINDOW (default 60s; a multiple of the 30 s job
@@ -39,9 +41,6 @@ import (
 // window, which starts half a job period after a job: every window holds
 // the same number of jobs.
 func TestUpstreamModeBandwidth(t *testing.T) {
-	if os.Getenv("BTCAGENT_UPSTREAM_BENCH") != "1" {
-		t.Skip("set BTCAGENT_UPSTREAM_BENCH=1 to measure (takes a few minutes)")
-	}
 	miners := envInt("BTCAGENT_UPSTREAM_BENCH_MINERS", 1000)
 	window := 60 * time.Second
 	if v := os.Getenv("BTCAGENT_UPSTREAM_BENCH_WINDOW"); v != "" {
@@ -102,7 +101,7 @@ func measureMode(t *testing.T, proto string, n int, window time.Duration) string
 	log := logrus.New()
 	log.SetLevel(logrus.ErrorLevel)
 	log.SetOutput(os.Stderr)
-	a, err := agent.New(cfg, log, agent.Options{})
+	a, err := agent.New(cfg, log, agent.Options{Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}

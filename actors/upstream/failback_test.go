@@ -65,7 +65,7 @@ func allOn(pools []string, n int, addr string) bool {
 // The primary drops every link and refuses new ones: the slots move to the
 // stratum backup (the miners keep their connections and their extranonce
 // layout). When the primary accepts again, each slot's periodic failback
-// probe (every reconnect_max) finds it and moves the miners back without
+// probe (every failback_interval) finds it and moves the miners back without
 // dropping them. Both pools validate every share for real; every share is
 // answered, and no share is answered true that a pool did not accept.
 func TestFailoverAgentToStratumAndBack(t *testing.T) {
@@ -154,4 +154,30 @@ func TestFailoverAgentToStratumAndBack(t *testing.T) {
 		t.Fatalf("accepted: primary %d (mark %d), backup %d", ps.Totals.Accepted, mark, bs.Totals.Accepted)
 	}
 	t.Logf("primary accepted %d, backup %d, miners %d accepted, %v stale (%d of them before the failback)", ps.Totals.Accepted, bs.Totals.Accepted, got.accepted, got.rejected, staleAtFailover)
+}
+
+// upstream.failback_interval sets how often a slot on a backup pool probes
+// the better ones, independently of the reconnect backoff.
+func TestFailbackInterval(t *testing.T) {
+	primary := testenv.Pool(t, poolsim.Config{})
+	backup := testenv.Pool(t, poolsim.Config{})
+	primary.SetRefuse(true)
+	cfg := testenv.Config(t, "farm", primary.Addr(), backup.Addr())
+	cfg.Listen[0].Connections = 1
+	cfg.Upstream.ReconnectMax = time.Hour // a failback tied to the backoff would never come
+	cfg.Upstream.FailbackInterval = 100 * time.Millisecond
+	a, logs := startAgent(t, cfg)
+	if p := poolsOf(t, a); !allOn(p, 1, backup.Addr()) {
+		t.Fatalf("slot on %v, want the backup %s", p, backup.Addr())
+	}
+	primary.SetRefuse(false)
+	logs.waitFor(t, "pool link replaced (failback)")
+	// The replaced link closes after its retire grace; by then the
+	// coordinator has long had the new link's UpstreamReady.
+	if err := backup.WaitFor(testenv.Ctx(t), func(s *poolsim.Stats) bool { return len(s.Conns) == 0 }); err != nil {
+		t.Fatalf("backup link not retired: %v", err)
+	}
+	if p := poolsOf(t, a); !allOn(p, 1, primary.Addr()) {
+		t.Fatalf("slot on %v after the failback, want the primary %s", p, primary.Addr())
+	}
 }

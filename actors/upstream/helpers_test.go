@@ -95,7 +95,7 @@ func startAgent(t *testing.T, cfg *config.Config) (*agent.Agent, *logRec) {
 			}
 		}
 	})
-	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond})
+	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond, Socket: testenv.Socket})
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,12 +13,13 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
 )
 
 // PoolEN2Size is the only extranonce2 size the BTCAgent protocol works with:
-// 4 bytes of session id space plus the miner's 4 (agent-protocol.md §4.1).
+// 4 bytes of session id space plus the miner's 4 (docs/PROTOCOL.md §4.1).
 const PoolEN2Size = 8
 
 // HandshakeError is a refusal during the handshake; Reason is the one-line
@@ -82,6 +82,7 @@ type link struct {
 	rawBuf    []byte // the bytes rawFn writes, and what it did (under wmu)
 	rawN      int
 	rawErr    error
+	rawStats  *stats.Listener // counts inline writes (the socket's wrapper counts the rest)
 	wmu       sync.Mutex
 	wpend     []byte
 	writing   bool
@@ -121,7 +122,12 @@ func (l *link) pendingCount() int {
 
 // setRaw enables inline writes when the connection is a plain TCP socket.
 func (l *link) setRaw() {
-	if tc, ok := l.conn.(*net.TCPConn); ok && haveRawWrite {
+	c := l.conn
+	if cc, ok := c.(countConn); ok {
+		// Inline writes bypass the counting wrapper: send counts them.
+		c, l.rawStats = cc.Conn, cc.st
+	}
+	if tc, ok := c.(*net.TCPConn); ok && haveRawWrite {
 		l.raw, _ = tc.SyscallConn()
 		// Bound once: a closure made per write would escape into the
 		// RawConn interface, an allocation per flush.
@@ -154,6 +160,9 @@ func (l *link) send(b []byte) {
 		}
 		n, err := l.rawN, l.rawErr
 		l.rawBuf, l.rawErr = nil, nil
+		if n > 0 && l.rawStats != nil {
+			l.rawStats.BytesUp.Add(int64(n))
+		}
 		if n > 0 && l.onWritten != nil {
 			l.onWritten(n)
 		}
@@ -210,23 +219,25 @@ func (l *link) drain() {
 
 type dialParams struct {
 	Pool             msg.PoolAddr
+	Stats            *stats.Listener // counts the link's bytes; nil: not counted
 	User             string
 	UserAgent        string
 	Subres           bool
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	MaxLine          int
+	BadJob           func(pool string, err error) // a malformed job was skipped
 }
 
 func poolName(p msg.PoolAddr) string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
 
-// dial connects and runs the agent handshake (agent-protocol.md §3): subscribe
+// dial connects and runs the agent handshake (docs/PROTOCOL.md §3.3): subscribe
 // with a btccom-agent/ user agent, configure for version rolling with mask
 // ffffffff, capabilities before and after authorize, authorize with the pool
 // user and an empty password. Requests are pipelined and replies matched by
 // id, whatever their order. It returns once the first job arrived.
 func dial(ctx context.Context, p dialParams) (*link, error) {
-	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout)
+	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout, p.Stats)
 	if err != nil {
 		return nil, err
 	}
@@ -243,12 +254,6 @@ func dial(ctx context.Context, p dialParams) (*link, error) {
 	return l, nil
 }
 
-func isTLSError(err error) bool {
-	var ae *tls.AlertError
-	var ce *tls.CertificateVerificationError
-	return errors.As(err, &ae) || errors.As(err, &ce) || bytes.Contains([]byte(err.Error()), []byte("tls:"))
-}
-
 func capsParams(subres bool) string {
 	if subres {
 		return `[["verrol","subres"]]`
@@ -257,9 +262,9 @@ func capsParams(subres bool) string {
 }
 
 func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*handshakeResult, error) {
-	user, _ := jsonString(p.User)
+	user := string(jsonQuote(p.User))
 	var req []byte
-	req = codec.AppendRequest(req, []byte(`"sub"`), codec.MethodSubscribe, `[`+mustJSON(p.UserAgent)+`]`)
+	req = codec.AppendRequest(req, []byte(`"sub"`), codec.MethodSubscribe, `[`+string(jsonQuote(p.UserAgent))+`]`)
 	req = codec.AppendRequest(req, []byte(`"conf"`), codec.MethodConfigure, `[["version-rolling"],{"version-rolling.mask":"ffffffff","version-rolling.min-bit-count":0}]`)
 	req = codec.AppendRequest(req, []byte(`"caps"`), codec.MethodGetCapabilities, capsParams(p.Subres))
 	req = codec.AppendRequest(req, []byte(`"auth"`), codec.MethodAuthorize, `[`+user+`,""]`)
@@ -269,18 +274,19 @@ func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*hand
 	}
 	hs := &handshakeResult{}
 	var gotSub, gotAuth, gotCapsAgain, poolSubres bool
+	var bad skipped
 	var rq codec.Request
 	for !(gotSub && gotAuth && gotCapsAgain && hs.FirstJob != nil) {
 		c, err := r.Next()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				switch {
 				case !gotSub:
 					return nil, &HandshakeError{Pool: name, Reason: "no subscribe reply in time"}
 				case !gotAuth:
 					return nil, &HandshakeError{Pool: name, Reason: "no authorize reply in time"}
 				case hs.FirstJob == nil:
-					return nil, &HandshakeError{Pool: name, Reason: "no job arrived in time"}
+					return nil, bad.noJob(name)
 				}
 				return nil, &HandshakeError{Pool: name, Reason: "no capabilities reply in time"}
 			}
@@ -336,9 +342,10 @@ func handshake(conn net.Conn, r *codec.Reader, p dialParams, name string) (*hand
 				}
 			}
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, true)
 			if err != nil {
-				return nil, &HandshakeError{Pool: name, Reason: "bad first job", Err: err}
+				bad.add(name, err, p.BadJob)
+				continue
 			}
 			if hs.FirstJob == nil {
 				hs.FirstJob = n
@@ -366,8 +373,10 @@ func parseSubscribe(r *codec.Request) (string, int, error) {
 		return "", 0, fmt.Errorf("subscribe refused: %s", errText(r))
 	}
 	var res codec.Request
-	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil || res.NParams < 3 {
-		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape")
+	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil {
+		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape: %w", err)
+	} else if res.NParams < 3 {
+		return "", 0, fmt.Errorf("subscribe reply has %d elements, want 3", res.NParams)
 	}
 	en1, err := res.Param(1).String()
 	if err != nil || len(en1) != 8 || !codec.IsHex(en1) {
@@ -394,12 +403,6 @@ func parseConfigureMask(raw []byte) uint32 {
 	return v
 }
 
-func jsonString(s string) (string, error) {
-	return strconv.Quote(s), nil
-}
-
-func mustJSON(s string) string { return strconv.Quote(s) }
-
 func (l *link) close() {
 	l.once.Do(func() {
 		l.wmu.Lock()
@@ -409,14 +412,23 @@ func (l *link) close() {
 	})
 }
 
-// deadlineReader resets the read deadline before every read, so a pool that
-// sends nothing for dead-after is detected even when TCP stays up.
-type deadlineReader struct {
-	conn net.Conn
-	d    time.Duration
+// countConn counts every byte that crosses a pool link, at the socket:
+// handshake, frames, lines and partial reads alike, whichever protocol the
+// link speaks, so the listener's counters match what the pool saw. TLS runs
+// above it, so TLS links count what goes over the wire.
+type countConn struct {
+	net.Conn
+	st *stats.Listener
 }
 
-func (r deadlineReader) Read(p []byte) (int, error) {
-	_ = r.conn.SetReadDeadline(time.Now().Add(r.d))
-	return r.conn.Read(p)
+func (c countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.st.BytesDown.Add(int64(n))
+	return n, err
+}
+
+func (c countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.st.BytesUp.Add(int64(n))
+	return n, err
 }

@@ -63,7 +63,7 @@ func (s *Slot) pumpDials() {
 		s.dials++
 		p := ctrl.pool
 		params := stratumParams{
-			Pool: p, User: s.poolUser(p) + "." + a.worker, UserAgent: minerUserAgent(a.agent, StratumUserAgent(s.env.UserAgent)),
+			Pool: p, Stats: s.env.Stats, BadJob: s.badJob, User: s.poolUser(p) + "." + a.worker, UserAgent: minerUserAgent(a.agent, StratumUserAgent(s.env.UserAgent)),
 			MinEN2: 1, Proto: protoPerMiner,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		}

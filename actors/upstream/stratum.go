@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/config"
 )
@@ -61,7 +62,7 @@ type stratumHS struct {
 type stratumDiffEv struct{ d float64 }
 
 // enMap is how miners' extranonces map onto the pool's for one job
-// (docs: agent-protocol.md §4.1, extended to plain Stratum pools).
+// (docs/PROTOCOL.md §4.1, extended to plain Stratum pools in §10).
 //
 // Shared layout (pool EN2 size N ≥ 8), identical for agent and stratum links
 // so that miners move between them without noticing:
@@ -142,6 +143,7 @@ type jobRec struct {
 
 type stratumParams struct {
 	Pool             msg.PoolAddr
+	Stats            *stats.Listener // counts the link's bytes; nil: not counted
 	User             string
 	UserAgent        string
 	MinEN2           int // refuse pools whose extranonce2 is smaller (aggregated links: 8)
@@ -149,6 +151,7 @@ type stratumParams struct {
 	DialTimeout      time.Duration
 	HandshakeTimeout time.Duration
 	MaxLine          int
+	BadJob           func(pool string, err error) // a malformed job was skipped
 }
 
 // StratumUserAgent derives the user agent stratum links subscribe with from
@@ -189,12 +192,20 @@ func workerPart(s string) string {
 	return string(b)
 }
 
+// jsonQuote quotes s as a JSON string. Invalid UTF-8 becomes U+FFFD and
+// control characters \u escapes; <, > and & stay as they are, since pools
+// with hand-written parsers may not decode \u escapes in worker names.
 func jsonQuote(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(s) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.Conn, string, error) {
+// dialConn connects to the pool; with st set, the connection counts its
+// bytes into st.
+func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration, st *stats.Listener) (net.Conn, string, error) {
 	name := poolName(p)
 	if p.Proxy != nil {
 		return dialViaProxy(ctx, p, name, timeout)
@@ -202,27 +213,29 @@ func dialConn(ctx context.Context, p msg.PoolAddr, timeout time.Duration) (net.C
 	d := net.Dialer{Timeout: timeout, KeepAlive: 60 * time.Second}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var conn net.Conn
-	var err error
-	if p.TLS {
-		td := tls.Dialer{NetDialer: &d, Config: poolTLS(p)}
-		conn, err = td.DialContext(dctx, "tcp", name)
-	} else {
-		conn, err = d.DialContext(dctx, "tcp", name)
-	}
+	// TCP first, then TLS: a failure is named by the stage it happened in,
+	// never by the wording of the error.
+	conn, err := d.DialContext(dctx, "tcp", name)
 	if err != nil {
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) {
 			return nil, name, &HandshakeError{Pool: name, Reason: "DNS lookup failed", Err: err}
 		}
-		var recErr tls.RecordHeaderError
-		if errors.As(err, &recErr) || isTLSError(err) {
-			return nil, name, &HandshakeError{Pool: name, Reason: "TLS handshake failed", Err: err}
-		}
 		return nil, name, &HandshakeError{Pool: name, Reason: "connect failed", Err: err}
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+	}
+	if st != nil {
+		conn = countConn{Conn: conn, st: st}
+	}
+	if p.TLS {
+		tc := tls.Client(conn, poolTLS(p))
+		if err := tc.HandshakeContext(dctx); err != nil {
+			_ = conn.Close()
+			return nil, name, &HandshakeError{Pool: name, Reason: "TLS handshake failed", Err: err}
+		}
+		conn = tc
 	}
 	return conn, name, nil
 }
@@ -256,7 +269,7 @@ func dialViaProxy(ctx context.Context, p msg.PoolAddr, name string, timeout time
 // authorize, pipelined and matched by id. It returns once the first job
 // arrived. A pool whose extranonce2 is smaller than MinEN2 is refused.
 func dialStratum(ctx context.Context, p stratumParams) (*link, error) {
-	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout)
+	conn, name, err := dialConn(ctx, p.Pool, p.DialTimeout, p.Stats)
 	if err != nil {
 		return nil, err
 	}
@@ -285,18 +298,19 @@ func stratumHandshake(conn net.Conn, r *codec.Reader, p stratumParams, name stri
 	}
 	hs := &stratumHS{Diff: 1, User: string(user)} // Stratum's difficulty before any set_difficulty is 1
 	var gotSub, gotAuth bool
+	var bad skipped
 	var rq codec.Request
 	for !(gotSub && gotAuth && hs.FirstJob != nil) {
 		c, err := r.Next()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				switch {
 				case !gotSub:
 					return nil, &HandshakeError{Pool: name, Reason: "no subscribe reply in time"}
 				case !gotAuth:
 					return nil, &HandshakeError{Pool: name, Reason: "no authorize reply in time"}
 				}
-				return nil, &HandshakeError{Pool: name, Reason: "no job arrived in time"}
+				return nil, bad.noJob(name)
 			}
 			return nil, &HandshakeError{Pool: name, Reason: "connection lost during handshake", Err: err}
 		}
@@ -340,9 +354,10 @@ func stratumHandshake(conn net.Conn, r *codec.Reader, p stratumParams, name stri
 				}
 			}
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, false)
 			if err != nil {
-				return nil, &HandshakeError{Pool: name, Reason: "bad first job", Err: err}
+				bad.add(name, err, p.BadJob)
+				continue
 			}
 			if hs.FirstJob == nil {
 				hs.FirstJob = n
@@ -361,8 +376,10 @@ func parseStratumSubscribe(r *codec.Request) (string, int, error) {
 		return "", 0, fmt.Errorf("subscribe refused: %s", errText(r))
 	}
 	var res codec.Request
-	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil || res.NParams < 3 {
-		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape")
+	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil {
+		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape: %w", err)
+	} else if res.NParams < 3 {
+		return "", 0, fmt.Errorf("subscribe reply has %d elements, want 3", res.NParams)
 	}
 	en1, err := res.Param(1).String()
 	if err != nil || len(en1) > 32 || (en1 != "" && !codec.IsHex(en1)) {
@@ -399,18 +416,19 @@ type (
 func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 	root, self := s.env.Root, s.self
 	r := l.reader
-	r.SetSource(deadlineReader{conn: l.conn, d: s.env.DeadAfter})
-	st := s.env.Stats
+	clk := newJobClock(l.conn, s.env.DeadAfter)
+	r.SetSource(clk)
 	var rq codec.Request
 	for {
-		c, ok := nextChunk(r, l, gen, root, self)
+		c, ok := nextChunk(r, l, clk, gen, root, self)
 		if !ok {
 			return
 		}
-		st.BytesDown.Add(int64(len(c.Line) + 1))
 		if err := codec.ScanRequest(c.Line, &rq); err != nil {
 			s.log().WithError(err).Warn("malformed JSON from pool; ignored")
 			continue
+		}
+		if string(rq.Method) != codec.MethodNotify {
 		}
 		if rq.IsResponse() {
 			id, err := strconv.ParseUint(string(rq.ID), 10, 64)
@@ -423,11 +441,13 @@ func (s *Slot) stratumReadLoop(l *link, gen uint64) {
 		}
 		switch string(rq.Method) {
 		case codec.MethodNotify:
-			n, err := codec.ParseNotify(&rq)
+			n, err := checkJob(&rq, false)
 			if err != nil {
-				s.log().WithError(err).Warn("bad job from pool; ignored")
+				clk.badJob(err)
+				s.badJob(l.name, err)
 				continue
 			}
+			clk.job()
 			root.Send(self, &poolJob{gen: gen, n: n, at: time.Now()})
 		case codec.MethodSetDifficulty:
 			if d, err := strconv.ParseFloat(string(rq.Param(0).Raw), 64); err == nil && d > 0 {

@@ -49,6 +49,33 @@ func TestStratumAggregatedHashMiners(t *testing.T) {
 	if ls := a.Listeners()[0].Stats; ls.Accepted.Load() != n*per || ls.LocalRejected.Load() != 0 {
 		t.Fatalf("listener stats: accepted %d local rejects %d", ls.Accepted.Load(), ls.LocalRejected.Load())
 	}
+	snap, err := a.Listeners()[0].Snapshot(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range snap.Upstreams {
+		if u.Protocol != config.ProtocolStratum {
+			t.Fatalf("link %d reports protocol %q", u.Slot, u.Protocol)
+		}
+	}
+}
+
+// stratum_worker names the worker of a listener's aggregated links.
+func TestStratumWorkerName(t *testing.T) {
+	pool := testenv.Pool(t, poolsim.Config{EN2Size: 8})
+	cfg := withProtocols(testenv.Config(t, "farm", pool.Addr()), config.ProtocolStratum)
+	cfg.Listen[0].Name = "rack-7"
+	cfg.Listen[0].StratumWorker = "bay-3"
+	startAgent(t, cfg)
+	conns := pool.Stats().Conns
+	if len(conns) == 0 {
+		t.Fatal("no pool connection")
+	}
+	for _, c := range conns {
+		if c.User != "farm.bay-3" {
+			t.Fatalf("stratum link authorized as %q, want farm.bay-3", c.User)
+		}
+	}
 }
 
 // A pool whose extranonce2 is 4 bytes cannot carry the miners' session

@@ -60,12 +60,8 @@ type Env struct {
 	ReconnectMin     time.Duration
 	ReconnectMax     time.Duration
 	// FailbackInterval is how often a slot serving from a backup pool tries
-	// the better pools of its list; 0 means ReconnectMax, negative disables.
+	// the better pools of its list; 0 disables failback.
 	FailbackInterval time.Duration
-	// RetireGrace and RetireMax bound how long a replaced link stays open for
-	// the verdicts of shares it carried (defaults 500ms and 10s).
-	RetireGrace time.Duration
-	RetireMax   time.Duration
 	// StratumWorker is the worker part of "<pool user>.<worker>" for
 	// aggregated stratum links; default: the listener's name.
 	StratumWorker string
@@ -121,6 +117,8 @@ type Slot struct {
 
 	logged map[string]time.Time // rate-limited warnings
 	quiet  map[string]int
+
+	jobWarn limiter // malformed jobs, logged from the link goroutines
 }
 
 // New returns the slot's producer.
@@ -172,11 +170,7 @@ type (
 	retireCheck  struct{ gen uint64 }
 	failbackTick struct{}
 	redial       struct{}
-	stateReq     struct{}
 )
-
-// StateRequest asks a slot for its state (tests, API): reply is wire.UpstreamState.
-type StateRequest = stateReq
 
 // Receive dispatches.
 func (s *Slot) Receive(ctx actor.Context) {
@@ -250,8 +244,6 @@ func (s *Slot) Receive(ctx actor.Context) {
 		s.onFailbackTick()
 	case *redial:
 		s.startDial()
-	case *stateReq:
-		ctx.Respond(s.state())
 	case *actor.Stopping:
 		if s.stop != nil {
 			s.stop()
@@ -294,17 +286,6 @@ func (s *Slot) warnLimited(kind string, f logrus.Fields, text string) {
 	s.log().WithFields(f).Warn(text)
 }
 
-func (s *Slot) state() *wire.UpstreamState {
-	st := &wire.UpstreamState{Slot: s.env.Slot, Route: s.env.Route.Name, Ready: s.ready, Miners: len(s.attached), Error: s.lastErr}
-	if s.link != nil {
-		st.Pool, st.Gen, st.Protocol = s.link.name, s.link.gen, s.link.proto
-	}
-	if !s.since.IsZero() {
-		st.Since = s.since.Unix()
-	}
-	return st
-}
-
 // ---- connection lifecycle ----
 
 func (s *Slot) poolUser(p msg.PoolAddr) string {
@@ -324,7 +305,7 @@ func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
 	switch proto := protoOf(p); proto {
 	case protoAgent:
 		l, err = dial(ctx, dialParams{
-			Pool: p, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
+			Pool: p, Stats: s.env.Stats, BadJob: s.badJob, User: user, UserAgent: s.env.UserAgent, Subres: s.env.Subres,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		})
 	default:
@@ -337,7 +318,7 @@ func (s *Slot) dialPool(ctx context.Context, idx int) (*link, error) {
 			minEN2 = 1 // each miner is mapped on its own link
 		}
 		l, err = dialStratum(ctx, stratumParams{
-			Pool: p, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
+			Pool: p, Stats: s.env.Stats, BadJob: s.badJob, User: user + "." + workerPart(worker), UserAgent: StratumUserAgent(s.env.UserAgent), MinEN2: minEN2, Proto: proto,
 			DialTimeout: s.env.DialTimeout, HandshakeTimeout: s.env.HandshakeTimeout, MaxLine: s.env.MaxLine,
 		})
 	}
@@ -465,10 +446,7 @@ func (s *Slot) initLink(l *link) {
 // startIO starts the link's reader (and, for agent links, its writer).
 func (s *Slot) startIO(l *link) {
 	st := s.env.Stats
-	onWritten := func(n int) {
-		st.BytesUp.Add(int64(n))
-		st.Writes.Add(1)
-	}
+	onWritten := func(int) { st.Writes.Add(1) } // the bytes are counted by the connection
 	gen := l.gen
 	l.onWritten, l.wTimeout = onWritten, 30*time.Second
 	l.setRaw()
@@ -520,7 +498,7 @@ func (s *Slot) onUp(ctx actor.Context, l *link, pool int) {
 	}
 	s.logReady(l, "pool link ready")
 	// First, so that a refusal below is recorded against this link.
-	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, VersionMask: l.mask})
+	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, Protocol: l.proto, VersionMask: l.mask})
 	// Miners that kept their own links while a per-miner pool's control
 	// connection was down stay on them if it is the same pool; any others
 	// move to the new link.
@@ -721,7 +699,7 @@ func (s *Slot) onSwitchUp(ctx actor.Context, m *linkUp) {
 	s.install(ctx, l, m.pool)
 	s.lastErr = ""
 	s.logReady(l, "pool link replaced ("+m.why+"): miners move to "+l.name)
-	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, VersionMask: l.mask})
+	ctx.Send(s.env.Coordinator, &msg.UpstreamReady{Slot: s.env.Slot, Gen: l.gen, Pool: l.name, Protocol: l.proto, VersionMask: l.mask})
 	for sid, a := range s.attached {
 		prev := a.cur
 		s.attachOn(ctx, l, sid, a)
@@ -760,15 +738,8 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func (s *Slot) failbackEvery() time.Duration {
-	if s.env.FailbackInterval != 0 {
-		return s.env.FailbackInterval
-	}
-	return s.env.ReconnectMax
-}
-
 func (s *Slot) armFailback() {
-	d := s.failbackEvery()
+	d := s.env.FailbackInterval
 	if s.failbackArmed || s.link == nil || s.link.poolIdx == 0 || d <= 0 {
 		return
 	}
@@ -824,33 +795,27 @@ func (s *Slot) retire(ctx actor.Context, l *link) {
 	s.armRetire(l)
 }
 
-func (s *Slot) retireTimes() (grace, max time.Duration) {
-	grace, max = s.env.RetireGrace, s.env.RetireMax
-	if grace <= 0 {
-		grace = 500 * time.Millisecond
-	}
-	if max <= 0 {
-		max = 10 * time.Second
-	}
-	return grace, max
-}
+// A replaced link stays open for the verdicts of the shares it carried: at
+// least retireGrace (shares still in mailboxes), at most retireMax.
+const (
+	retireGrace = 500 * time.Millisecond
+	retireMax   = 10 * time.Second
+)
 
 func (s *Slot) armRetire(l *link) {
-	grace, _ := s.retireTimes()
 	root, self, gen := s.env.Root, s.self, l.gen
-	time.AfterFunc(grace, func() { root.Send(self, &retireCheck{gen: gen}) })
+	time.AfterFunc(retireGrace, func() { root.Send(self, &retireCheck{gen: gen}) })
 }
 
 // checkRetire closes a retiring link once no miner uses it and its shares
 // are answered (after the grace period, for shares still in mailboxes), or
-// when RetireMax has passed. timer re-arms the check.
+// when retireMax has passed. timer re-arms the check.
 func (s *Slot) checkRetire(ctx actor.Context, l *link, timer bool) {
 	if !l.retiring || s.links[l.gen] != l {
 		return
 	}
-	grace, max := s.retireTimes()
 	age := time.Since(l.retiredAt)
-	if l.users == 0 && ((l.pendingCount() == 0 && age >= grace) || age >= max) {
+	if l.users == 0 && ((l.pendingCount() == 0 && age >= retireGrace) || age >= retireMax) {
 		s.answerAll(ctx, l, "pool link retired before the share was confirmed")
 		s.drop(l)
 		return

@@ -23,16 +23,6 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 type listenSpec struct {
 	name string
 	port int
@@ -75,7 +65,7 @@ func startNode(t *testing.T, path string) *node {
 	n.log = logrus.New()
 	n.log.SetOutput(n.logBuf)
 	n.log.SetLevel(logrus.InfoLevel)
-	a, err := agent.New(cfg, n.log, agent.Options{TickInterval: 200 * time.Millisecond})
+	a, err := agent.New(cfg, n.log, agent.Options{TickInterval: 200 * time.Millisecond, Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +119,8 @@ func TestReloadCommandAppliesNewConfig(t *testing.T) {
 	poolB1 := testenv.Pool(t, poolsim.Config{})
 	poolB2 := testenv.Pool(t, poolsim.Config{})
 	path := filepath.Join(t.TempDir(), "config.toml")
-	la := listenSpec{"a", freePort(t), "farm", poolA.Addr()}
-	lb := listenSpec{"b", freePort(t), "farm2", poolB1.Addr()}
+	la := listenSpec{"a", testenv.Port(t), "farm", poolA.Addr()}
+	lb := listenSpec{"b", testenv.Port(t), "farm2", poolB1.Addr()}
 	writeConfig(t, path, "info", la, lb)
 	n := startNode(t, path)
 	if b, err := os.ReadFile(n.pid); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
@@ -185,7 +175,7 @@ func TestReloadCommandAppliesNewConfig(t *testing.T) {
 func TestReloadRefusesInvalidConfig(t *testing.T) {
 	pool := testenv.Pool(t, poolsim.Config{})
 	path := filepath.Join(t.TempDir(), "config.toml")
-	l := listenSpec{"main", freePort(t), "farm", pool.Addr()}
+	l := listenSpec{"main", testenv.Port(t), "farm", pool.Addr()}
 	writeConfig(t, path, "info", l)
 	n := startNode(t, path)
 	before := n.agent.Listeners()
@@ -251,7 +241,7 @@ func TestReloadRefusesInvalidConfig(t *testing.T) {
 func TestPidFileRemovedOnClose(t *testing.T) {
 	pool := testenv.Pool(t, poolsim.Config{})
 	path := filepath.Join(t.TempDir(), "config.toml")
-	writeConfig(t, path, "info", listenSpec{"main", freePort(t), "farm", pool.Addr()})
+	writeConfig(t, path, "info", listenSpec{"main", testenv.Port(t), "farm", pool.Addr()})
 	n := startNode(t, path)
 	n.daemon.close()
 	if _, err := os.Stat(n.pid); !os.IsNotExist(err) {
@@ -305,7 +295,7 @@ func TestAgentProcessesFromProc(t *testing.T) {
 func TestReloadAppliesAllowedHosts(t *testing.T) {
 	pool := testenv.Pool(t, poolsim.Config{})
 	path := filepath.Join(t.TempDir(), "agent.toml")
-	writeConfig(t, path, "info", listenSpec{name: "main", port: freePort(t), user: "farm", pool: pool.Addr()})
+	writeConfig(t, path, "info", listenSpec{name: "main", port: testenv.Port(t), user: "farm", pool: pool.Addr()})
 	n := startNode(t, path)
 	get := func() int {
 		t.Helper()

@@ -114,6 +114,7 @@ func TestDaemonStopsOnSIGTERM(t *testing.T) {
 	}
 	f.Close()
 	cmd := exec.Command(bin, "-c", path)
+	testenv.Release(cfg.Listen[0].Port) // the daemon is another process: it binds the port itself
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -199,6 +199,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	for _, e := range es {
 		if _, ok := e["data-slot"]; ok {
 			linkRows++
+			if e["data-protocol"] != "agent" {
+				t.Errorf("pool link row %s/%s shows protocol %q", e["data-listener"], e["data-slot"], e["data-protocol"])
+			}
 		}
 	}
 	if linkRows != len(ups.Upstreams) {

@@ -32,6 +32,7 @@ const (
 	farmShares    = 2
 	minerPassword = "hunter2-miner-secret"
 	poolUser      = "farm"
+	farmDiff      = 0.00001 // the pool's difficulty (testenv.Pool's default, no vardiff)
 )
 
 func newFarm(t *testing.T, token string) *farm {
@@ -43,7 +44,7 @@ func newFarm(t *testing.T, token string) *farm {
 func newFarmWith(t *testing.T, token string, adjust func(*Options)) *farm {
 	t.Helper()
 	f := &farm{token: token, logBuf: &testenv.SyncBuffer{}}
-	f.pool = testenv.Pool(t, poolsim.Config{})
+	f.pool = testenv.Pool(t, poolsim.Config{JSONDiff: farmDiff})
 	cfg := testenv.Config(t, poolUser, f.pool.Addr())
 	cfg.Listen[0].Name = "main"
 	spare := testenv.Config(t, "spare-user", f.pool.Addr()).Listen[0]
@@ -55,7 +56,7 @@ func newFarmWith(t *testing.T, token string, adjust func(*Options)) *farm {
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
 	log.SetOutput(f.logBuf)
-	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond})
+	a, err := agent.New(cfg, log, agent.Options{TickInterval: 200 * time.Millisecond, Socket: testenv.Socket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +90,47 @@ func newFarmWith(t *testing.T, token string, adjust func(*Options)) *farm {
 	t.Cleanup(f.srv.Close)
 	f.base = "http://" + f.srv.Addr().String()
 	return f
+}
+
+// poolBytes is what the pool simulator wrote to and read from the links
+// authorized as user: the independent count the agent's byte counters must
+// equal.
+func (f *farm) poolBytes(user string) (out, in uint64) {
+	for _, c := range f.pool.Stats().Conns {
+		if c.User == user {
+			out += c.BytesOut
+			in += c.BytesIn
+		}
+	}
+	return out, in
+}
+
+// settle waits until the agent's byte counters of every listener have
+// caught up with the pool's (the last submits may still be in flight when
+// the miners have their verdicts). Nothing signals that, so it polls.
+func (f *farm) settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		done := true
+		for _, l := range f.agent.Listeners() {
+			out, in := f.poolBytes(l.Cfg.PoolUser)
+			if uint64(l.Stats.BytesDown.Load()) != out || uint64(l.Stats.BytesUp.Load()) != in {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, l := range f.agent.Listeners() {
+				out, in := f.poolBytes(l.Cfg.PoolUser)
+				t.Errorf("%s: agent counted %d down, %d up; the pool wrote %d, read %d", l.Cfg.Name, l.Stats.BytesDown.Load(), l.Stats.BytesUp.Load(), out, in)
+			}
+			t.FailNow()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // get fetches path with the farm's token (if any) and returns status and body.

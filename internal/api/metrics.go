@@ -47,7 +47,7 @@ func newCollector(s *Server) *collector {
 		rejectedLocal:     d("shares_rejected_local_total", "Rejected shares answered by the agent or a plugin without going to the pool (included in shares_rejected_total).", l...),
 		fake:              d("shares_fake_total", "Shares on placeholder jobs under the fake outage policy: answered locally, never paid.", l...),
 		sent:              d("shares_sent_total", "Share submissions written to pool links.", l...),
-		bytes:             d("pool_bytes_total", "Application bytes on pool links.", "listener", "direction"),
+		bytes:             d("pool_bytes_total", "Bytes on pool links, handshakes included (TLS: as on the wire).", "listener", "direction"),
 		writes:            d("pool_write_calls_total", "Write calls on pool links (about one TCP push each).", l...),
 		reconnects:        d("pool_reconnects_total", "Pool link connection attempts after a failure or loss.", l...),
 		failovers:         d("pool_failovers_total", "Times miners were moved to another link or a link fell back to a later pool.", l...),

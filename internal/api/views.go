@@ -132,7 +132,8 @@ type Upstream struct {
 	Slot       int    `json:"slot"`
 	Route      string `json:"route"` // "" = the listener's own pool list; else a plugin's route
 	Ready      bool   `json:"ready"`
-	Pool       string `json:"pool"` // host:port of the pool last connected; "" if never
+	Pool       string `json:"pool"`     // host:port of the pool last connected; "" if never
+	Protocol   string `json:"protocol"` // that pool's: agent, stratum or stratum-per-miner; "" if never
 	Generation uint64 `json:"generation"`
 	Miners     int    `json:"miners"`
 }
@@ -467,7 +468,7 @@ func (s *Server) upstreams() *Upstreams {
 			continue
 		}
 		for _, u := range snaps[i].snap.Upstreams {
-			out.Upstreams = append(out.Upstreams, Upstream{Listener: l.Cfg.Name, Slot: u.Slot, Route: u.Route, Ready: u.Ready, Pool: u.Pool, Generation: u.Gen, Miners: u.Miners})
+			out.Upstreams = append(out.Upstreams, Upstream{Listener: l.Cfg.Name, Slot: u.Slot, Route: u.Route, Ready: u.Ready, Pool: u.Pool, Protocol: u.Protocol, Generation: u.Gen, Miners: u.Miners})
 		}
 	}
 	return out

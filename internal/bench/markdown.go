@@ -17,7 +17,7 @@ const (
 	MarkEnd   = "<!-- agentbench:end -->"
 )
 
-// Reference figures and targets (issue 9; agent-protocol.md §13), all for
+// Reference figures and targets (docs/PROTOCOL.md §12), all for
 // 10,000 miners at one share per 10 s.
 type reference struct {
 	what, cpp, gorewrite, target string

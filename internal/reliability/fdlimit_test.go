@@ -12,12 +12,6 @@ import (
 	"github.com/btcagent/btcagent/actors/netio"
 )
 
-// childEnv marks a re-executed test binary running a child scenario (none
-// yet; reserved for scenarios that must change process-wide limits).
-const childEnv = "BTCAGENT_RELIABILITY_CHILD"
-
-func childMain() int { return 2 }
-
 // emfileListener fails Accept with EMFILE while failing is set, like a
 // process at its open-files limit, and counts the calls.
 type emfileListener struct {

@@ -171,7 +171,7 @@ func baseConfig(t testing.TB, pools ...string) *config.Config {
 // addListener appends a listener on a free loopback port.
 func addListener(t testing.TB, cfg *config.Config, name string, conns int, pools ...config.Pool) {
 	t.Helper()
-	cfg.Listen = append(cfg.Listen, config.Listener{Name: name, Address: "127.0.0.1", Port: freePort(t), PoolUser: "farm", Connections: conns, Pools: pools})
+	cfg.Listen = append(cfg.Listen, config.Listener{Name: name, Address: "127.0.0.1", Port: testenv.Port(t), PoolUser: "farm", Connections: conns, Pools: pools})
 	cfg.ApplyDefaults()
 }
 
@@ -185,16 +185,6 @@ func poolAt(t testing.TB, addr string) config.Pool {
 	return config.Pool{Host: host, Port: p, Protocol: config.ProtocolAgent}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startAgent validates cfg, starts an agent logging into a capture and
 // waits until the listeners named in ready have a ready pool link.
 func startAgent(t testing.TB, cfg *config.Config, opts agent.Options, ready ...string) (*agent.Agent, *logCapture) {
@@ -204,6 +194,9 @@ func startAgent(t testing.TB, cfg *config.Config, opts agent.Options, ready ...s
 	}
 	if opts.TickInterval == 0 {
 		opts.TickInterval = 100 * time.Millisecond
+	}
+	if opts.Socket == nil {
+		opts.Socket = testenv.Socket
 	}
 	log, capture := newLogger(t, logrus.InfoLevel)
 	a, err := agent.New(cfg, log, opts)

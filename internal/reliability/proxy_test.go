@@ -24,7 +24,7 @@ import (
 // records when connections arrived, which is how tests count dial attempts.
 type proxy struct {
 	ln     net.Listener
-	target string
+	target atomic.Pointer[string] // the pool's address; SetTarget moves it
 
 	cutAfterJob atomic.Bool // see pipeDown
 
@@ -47,7 +47,8 @@ func startProxy(t testing.TB, target string, tlsCfg *tls.Config) *proxy {
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, changed: make(chan struct{})}
+	p := &proxy{ln: ln, conns: map[net.Conn]struct{}{}, changed: make(chan struct{})}
+	p.SetTarget(target)
 	p.wg.Add(1)
 	go p.acceptLoop()
 	t.Cleanup(p.close)
@@ -55,6 +56,9 @@ func startProxy(t testing.TB, target string, tlsCfg *tls.Config) *proxy {
 }
 
 func (p *proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetTarget points new connections at another pool address.
+func (p *proxy) SetTarget(addr string) { p.target.Store(&addr) }
 
 func (p *proxy) Attempts() []time.Time {
 	p.mu.Lock()
@@ -144,8 +148,13 @@ func (p *proxy) serve(c net.Conn) {
 		}
 		_ = tc.SetDeadline(time.Time{})
 	}
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	up, err := net.DialTimeout("tcp", *p.target.Load(), 5*time.Second)
 	if err != nil {
+		// The pool is down: reset the agent's connection, as close to a
+		// refused connect as a listening proxy gets.
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
 		return
 	}
 	if !p.track(up) {

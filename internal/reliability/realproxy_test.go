@@ -79,7 +79,8 @@ func proxyBinary(t *testing.T, name, pkg string) string {
 func startMicrosocks(t *testing.T, user, pass string) *realProxy {
 	t.Helper()
 	bin := proxyBinary(t, "microsocks", "microsocks")
-	port := freePort(t)
+	port := testenv.Port(t)
+	testenv.Release(port) // an external process binds it: the short window of a released port is unavoidable
 	p := &realProxy{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bind: socksBind, out: &lockedBuffer{}}
 	p.url = "socks5://" + user + ":" + pass + "@" + p.addr
 	p.cmd = exec.Command(bin, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-u", user, "-P", pass, "-b", socksBind)
@@ -93,7 +94,8 @@ func startTinyproxy(t *testing.T, user, pass string) *realProxy {
 	t.Helper()
 	bin := proxyBinary(t, "tinyproxy", "tinyproxy")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.Port(t)
+	testenv.Release(port) // an external process binds it: the short window of a released port is unavoidable
 	conf := fmt.Sprintf(`Port %d
 Listen 127.0.0.1
 Bind %s

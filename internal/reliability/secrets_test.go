@@ -25,7 +25,7 @@ func TestSecretsNotLogged(t *testing.T) {
 			const token = "http-token-5ec2e7"
 			cfg.HTTPToken = token
 			log, logs := newLogger(t, level)
-			a, err := agent.New(cfg, log, agent.Options{TickInterval: 100 * time.Millisecond})
+			a, err := agent.New(cfg, log, agent.Options{TickInterval: 100 * time.Millisecond, Socket: testenv.Socket})
 			if err != nil {
 				t.Fatal(err)
 			}

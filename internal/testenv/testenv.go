@@ -72,7 +72,7 @@ func Pool(t testing.TB, cfg poolsim.Config) *poolsim.Pool {
 func Config(t testing.TB, poolUser string, poolAddrs ...string) *config.Config {
 	t.Helper()
 	cfg := config.Default()
-	l := config.Listener{Address: "127.0.0.1", Port: freePort(t), PoolUser: poolUser}
+	l := config.Listener{Address: "127.0.0.1", Port: Port(t), PoolUser: poolUser}
 	for _, a := range poolAddrs {
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
@@ -85,19 +85,53 @@ func Config(t testing.TB, poolUser string, poolAddrs ...string) *config.Config {
 	cfg.HTTPListen = ""
 	cfg.Upstream.ReconnectMin = 50 * time.Millisecond
 	cfg.Upstream.ReconnectMax = 500 * time.Millisecond
+	cfg.Upstream.FailbackInterval = 500 * time.Millisecond
 	cfg.Upstream.FlushInterval = 5 * time.Millisecond
 	cfg.ApplyDefaults()
 	return cfg
 }
 
-func freePort(t testing.TB) int {
+// reserved holds the sockets Port opened, by port, until an agent takes
+// them through Socket or the test ends.
+var reserved sync.Map
+
+// Port reserves a loopback port for an agent listener (address 127.0.0.1)
+// and returns it. The socket stays open until an agent started with
+// Options.Socket = Socket serves it, so nothing else can take the port in
+// between; an agent started without Socket fails to bind it, loudly.
+func Port(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	port := ln.Addr().(*net.TCPAddr).Port
+	reserved.Store(port, ln)
+	t.Cleanup(func() {
+		if v, ok := reserved.LoadAndDelete(port); ok {
+			_ = v.(net.Listener).Close()
+		}
+	})
+	return port
+}
+
+// Release closes the socket Port reserved, for an agent that runs in
+// another process and must bind the port itself. The port is free for
+// anyone between this call and that bind: use Socket whenever the agent
+// runs in the test's process.
+func Release(port int) {
+	if ln := Socket(port); ln != nil {
+		_ = ln.Close()
+	}
+}
+
+// Socket hands over the socket Port reserved for port (nil if none): pass
+// it as agent.Options.Socket.
+func Socket(port int) net.Listener {
+	if v, ok := reserved.LoadAndDelete(port); ok {
+		return v.(net.Listener)
+	}
+	return nil
 }
 
 // Agent starts an agent and waits until every listener has a ready pool link.
@@ -105,6 +139,9 @@ func Agent(t testing.TB, cfg *config.Config, opts agent.Options) *agent.Agent {
 	t.Helper()
 	if opts.TickInterval == 0 {
 		opts.TickInterval = 200 * time.Millisecond
+	}
+	if opts.Socket == nil {
+		opts.Socket = Socket
 	}
 	a, err := agent.New(cfg, Logger(t), opts)
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package asicboost is the "asicboost-guard" plugin, the legacy option
-// disconnect_when_lost_asicboost (agent-protocol.md §8.2). Some firmware
+// disconnect_when_lost_asicboost (docs/PROTOCOL.md §8.2). Some firmware
 // silently stops rolling version bits (ASICBoost) after a while and then
 // hashes noticeably slower; a fresh connection turns it back on. A miner that
 // sent version bits with each of its first `after_shares` shares and then

@@ -5,7 +5,7 @@
 // stale work then burn their own time, not the farm's pool link, and the
 // miner sees the real reason at once even in optimistic-answer mode.
 //
-// Checks, in the pool's order (agent-protocol.md §10, stratum-share-validation.md):
+// Checks, in the pool's order (docs/PROTOCOL.md §9, docs/SHARES.md):
 //
 //	21 Job not found (=stale)  the job is from before a new block, or older than the `jobs` ring
 //	33 Invalid version mask    version bits outside the mask granted to the miner

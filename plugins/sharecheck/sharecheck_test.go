@@ -13,7 +13,7 @@ import (
 	"github.com/btcagent/btcagent/plugins/sharecheck"
 )
 
-// The worked example of stratum-share-validation.md, through the plugin: its
+// The worked example of docs/SHARES.md, through the plugin: its
 // share hashes to 0000033cbf67…, difficulty 0.0012066.
 func TestWorkedExample(t *testing.T) {
 	n := workedNotify()

@@ -1,3 +1,5 @@
+//go:build measure
+
 package minersim
 
 import (
@@ -22,9 +24,9 @@ import (
 
 // This file measures the simulator itself: memory of N idle miners and the
 // fan-out latency it reports. It needs thousands of descriptors and tens of
-// seconds, so it runs only on request:
+// seconds, so it is built only with the measure tag:
 //
-//	MINERSIM_MEASURE=10000 MINERSIM_TRANSPORT=nbio go test -run TestMeasure -v ./sim/minersim/
+//	MINERSIM_MEASURE=10000 MINERSIM_TRANSPORT=nbio go test -tags measure -run TestMeasure -v ./sim/minersim/
 //
 // Optional: MINERSIM_INTERVAL=10s (fast-mode share interval, default idle),
 // MINERSIM_HOLD=20s (run that long with traffic and report CPU),
@@ -34,12 +36,12 @@ import (
 // the miners' memory is measured alone and each process stays under the
 // per-process descriptor limit.
 
-const responderEnv = "MINERSIM_RESPONDER"
+func init() { responder = runResponder }
 
 func TestMeasureFarm(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("MINERSIM_MEASURE"))
 	if n <= 0 {
-		t.Skip("set MINERSIM_MEASURE=<miners> to measure the farm")
+		t.Fatal("set MINERSIM_MEASURE=<miners> to measure the farm")
 	}
 	tr := os.Getenv("MINERSIM_TRANSPORT")
 	if tr == "" {

@@ -357,7 +357,7 @@ func (m *miner) rebuildHeaderLocked() {
 			w.roll++
 			w.bits = depositBits(uint32(w.roll%combos), m.mask)
 		}
-		// btcpool's rule (stratum-share-validation.md §3): header version is
+		// btcpool's rule (docs/SHARES.md, step 4): header version is
 		// the job version XOR the submitted bits. For job versions without
 		// bits inside the mask this equals BIP310's rule.
 		version, _ = codec.RolledVersion(version, w.bits, m.mask)

@@ -11,7 +11,7 @@ import (
 	"github.com/btcagent/btcagent/codec"
 )
 
-// The worked example of stratum-share-validation.md: job2 with three
+// The worked example of docs/SHARES.md: job2 with three
 // branches, extranonce1 f000000f, nonce c3335d00 meets difficulty 0.001.
 func exampleJob(t *testing.T) *codec.HashJob {
 	t.Helper()

@@ -10,7 +10,7 @@ import (
 )
 
 // Every verdict path of a binary submit, with subres on: each validated
-// share takes the next index, dropped frames take none (§5.3, §10.3).
+// share takes the next index, dropped frames take none (docs/PROTOCOL.md §5.3, §9.3).
 func TestAgentShareVerdicts(t *testing.T) {
 	p := startPool(t, Config{Validate: ValidateStructural})
 	a := connectAgent(t, p, "demo", true)
@@ -87,7 +87,7 @@ func with(s codec.Share, f func(*codec.Share)) codec.Share {
 	return s
 }
 
-// REGISTER/UNREGISTER follow sserver's rules (§5.1, §5.2): too long or
+// REGISTER/UNREGISTER follow sserver's rules (docs/PROTOCOL.md §5.1, §5.2): too long or
 // sid 0xFFFF ignored, re-register a no-op, UNREGISTER exactly 6 bytes, and
 // ex-messages before authorize ignored. Shares for sessions that are not
 // registered get no verdict.

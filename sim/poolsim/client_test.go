@@ -245,7 +245,7 @@ func (a *agentLink) en1Bytes() []byte {
 	return b
 }
 
-// connectAgent performs the Go agent's handshake (§3.4) and reads every
+// connectAgent performs the Go agent's handshake (docs/PROTOCOL.md §3.4) and reads every
 // reply, so the link is quiet afterwards.
 func connectAgent(t *testing.T, p *Pool, user string, subres bool) *agentLink {
 	t.Helper()
@@ -296,7 +296,7 @@ func jobID(t *testing.T, n *codec.Notify) uint8 {
 	return id
 }
 
-// poolEN2 is the pool-side EN2 of an agent share (§4.1).
+// poolEN2 is the pool-side EN2 of an agent share (docs/PROTOCOL.md §4.1).
 func poolEN2(sid uint16, en2 uint32) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, uint64(sid)<<32|uint64(en2))

@@ -211,7 +211,10 @@ type connReader struct{ c *conn }
 func (r connReader) Read(b []byte) (int, error) {
 	r.c.flush()
 	n, err := r.c.nc.Read(b)
-	r.c.bytesIn.Add(uint64(n))
+	if n > 0 {
+		r.c.bytesIn.Add(uint64(n))
+		r.c.p.bytesCounted()
+	}
 	return n, err
 }
 
@@ -343,6 +346,7 @@ func (c *conn) flush() {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.p.cfg.WriteTimeout))
 		n, err := q.WriteTo(c.nc)
 		c.bytesOut.Add(uint64(n))
+		c.p.bytesCounted()
 		c.wmu.Lock()
 		if err != nil {
 			c.flushing = false
@@ -413,7 +417,7 @@ func (c *conn) replyLine(b []byte) {
 
 func (p *Pool) getCapabilitiesLocked(c *conn, req *codec.Request) {
 	// The pool turns subres on only for an agent whose dispatcher exists,
-	// i.e. after authorize (§3.2); that is why agents ask twice.
+	// i.e. after authorize (docs/PROTOCOL.md §3.2); that is why agents ask twice.
 	if !p.cfg.NoSubres && c.agent && c.authorized && !c.subres && wantsSubres(req.Param(0)) {
 		c.subres = true
 		p.eventLocked(c.id, "subres", "on")
@@ -454,7 +458,7 @@ func (p *Pool) subscribeLocked(c *conn, req *codec.Request) {
 		if v := req.Param(0); v.Kind == codec.KindString {
 			ua, _ = v.String()
 		}
-		// sserver cuts to 30 characters first and filters afterwards (§3.1).
+		// sserver cuts to 30 characters first and filters afterwards (docs/PROTOCOL.md §3.1).
 		if len(ua) > codec.MaxAgentLen {
 			ua = ua[:codec.MaxAgentLen]
 		}
@@ -516,7 +520,7 @@ func (p *Pool) configureLocked(c *conn, req *codec.Request) {
 	}
 	result = append(result, '}')
 	// sserver sends the mask notification right after the result, so an
-	// agent knows its mask before the authorize reply (§3.5).
+	// agent knows its mask before the authorize reply (docs/PROTOCOL.md §3.5).
 	c.replyLine(codec.AppendResult(nil, req.ID, string(result)))
 	if rolling {
 		c.replyLine(codec.AppendSetVersionMask(nil, granted))
@@ -559,7 +563,7 @@ func (p *Pool) authorizeLocked(c *conn, req *codec.Request) {
 	}
 	p.eventLocked(c.id, "authorize", strconv.Quote(user))
 	// Reply, then the difficulty, then the current job with clean_jobs
-	// true: the order sserver produces and miners expect (§3.5).
+	// true: the order sserver produces and miners expect (docs/PROTOCOL.md §3.5).
 	out := codec.AppendTrue(nil, req.ID)
 	out = codec.AppendSetDifficulty(out, p.startDiff)
 	c.linesOut += 3

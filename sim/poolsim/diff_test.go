@@ -9,7 +9,7 @@ import (
 )
 
 // Forced difficulty changes reach the agent as SET_DIFF frames grouped by
-// exponent (ascending, ids ascending), all before the next notify (§6.2).
+// exponent (ascending, ids ascending), all before the next notify (docs/PROTOCOL.md §6.2).
 // Unchanged workers are left out.
 func TestSetDiffGroupedBeforeNotify(t *testing.T) {
 	p := startPool(t, Config{Validate: ValidateStructural})

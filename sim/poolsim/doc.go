@@ -2,7 +2,7 @@
 // testing and benchmarking btcagent.
 //
 // It speaks plain Stratum V1 to ordinary miners and the BTCAgent protocol
-// (JSON handshake plus 0x7F binary ex-messages, agent-protocol.md) to
+// (JSON handshake plus 0x7F binary ex-messages, docs/PROTOCOL.md) to
 // connections whose mining.subscribe user agent starts with "btccom-agent/".
 // Shares are validated the way sserver does it: job window, stale blocks,
 // nTime bounds, version-rolling mask, duplicates, and either a real sha256d

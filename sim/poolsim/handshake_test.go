@@ -7,7 +7,7 @@ import (
 	"github.com/btcagent/btcagent/codec"
 )
 
-// The C++ agent's handshake (§3.3): subscribe first, then configure,
+// The C++ agent's handshake (docs/PROTOCOL.md §3.4): subscribe first, then configure,
 // get_capabilities, authorize, get_capabilities, with id 1 reused. Every
 // reply is compared byte for byte, in order.
 func TestAgentHandshakeCppStyle(t *testing.T) {
@@ -51,7 +51,7 @@ func TestAgentHandshakeCppStyle(t *testing.T) {
 	}
 }
 
-// The Go agent's handshake (§3.4, TV14): a conn_test probe before anything,
+// The Go agent's handshake (docs/PROTOCOL.md §3.4, TV14): a conn_test probe before anything,
 // then five pipelined requests with string ids.
 func TestAgentHandshakeGoStyle(t *testing.T) {
 	p := startPool(t, Config{Validate: ValidateStructural, JSONDiff: 0.001})
@@ -124,7 +124,7 @@ func TestSubscribeEN1AndAgentDetection(t *testing.T) {
 }
 
 // subres is turned on only by a get_capabilities that arrives after the
-// authorize (§3.2); without the second request shares get no verdicts.
+// authorize (docs/PROTOCOL.md §3.2); without the second request shares get no verdicts.
 func TestSubresOnlyAfterAuthorize(t *testing.T) {
 	p := startPool(t, Config{Validate: ValidateStructural})
 	c := dial(t, p)

@@ -121,7 +121,7 @@ func TestPlainMinerRealShare(t *testing.T) {
 	}
 }
 
-// The worked examples of stratum-share-validation.md, replayed through the
+// The worked examples of docs/SHARES.md, replayed through the
 // pool's plain-miner path: EN1 f000000f, EN2 size 4, difficulty 0.001.
 func TestWorkedExample(t *testing.T) {
 	p := startPool(t, Config{EN2Size: 4, JSONDiff: 0.001})

@@ -54,6 +54,9 @@ type Pool struct {
 	closeAfter int
 
 	waitCh chan struct{} // closed on the next state change; nil when nobody waits
+	// waiting mirrors waitCh != nil for the I/O paths, which change only
+	// byte counters and must not take mu when nobody waits.
+	waiting atomic.Bool
 
 	// clock is time.Now; tests move vardiff windows forward through it
 	// instead of sleeping. Guarded by mu.
@@ -381,7 +384,21 @@ func (p *Pool) signalLocked() {
 	if p.waitCh != nil {
 		close(p.waitCh)
 		p.waitCh = nil
+		p.waiting.Store(false)
 	}
+}
+
+// bytesCounted wakes WaitFor after a byte counter changed outside mu: a
+// write can finish after the change that queued it was signalled (delayed
+// replies, a flush by another goroutine), and a condition on the counters
+// would otherwise wait for an unrelated event.
+func (p *Pool) bytesCounted() {
+	if !p.waiting.Load() {
+		return
+	}
+	p.mu.Lock()
+	p.signalLocked()
+	p.mu.Unlock()
 }
 
 // WaitFor blocks until cond holds for a Stats snapshot or ctx ends. cond is
@@ -395,6 +412,7 @@ func (p *Pool) WaitFor(ctx context.Context, cond func(*Stats) bool) error {
 		s := p.snapshotLocked()
 		if p.waitCh == nil {
 			p.waitCh = make(chan struct{})
+			p.waiting.Store(true)
 		}
 		ch := p.waitCh
 		closed := p.closed

@@ -65,7 +65,7 @@ func (p *Pool) newWorkerLocked(c *conn, name string, sid uint16, agent bool, ua 
 	now := p.clock()
 	w := &worker{name: name, sid: sid, agent: agent, conn: c, rec: rec, diff: p.startDiff, vdStart: now}
 	// From job 0 on: shares on jobs sent before the registration are judged
-	// at the start difficulty too, as sserver does (§6.2).
+	// at the start difficulty too, as sserver does (docs/PROTOCOL.md §6.2).
 	w.steps = []diffStep{{from: 0, diff: p.startDiff, tgt: codec.TargetFromDifficulty(p.startDiff)}}
 	rec.sessions[w] = struct{}{}
 	rec.stats.Conn = c.id
@@ -129,7 +129,7 @@ func (p *Pool) SetWorkerDiff(fullName string, diff uint64) {
 
 // planDiffsLocked decides difficulty changes for job seq and returns, per
 // connection, the bytes to send before its notify: SET_DIFF frames grouped
-// by exponent (ascending, ids ascending) on agent links (§6.2), a JSON
+// by exponent (ascending, ids ascending) on agent links (docs/PROTOCOL.md §6.2), a JSON
 // set_difficulty to plain miners.
 func (p *Pool) planDiffsLocked(seq uint64) map[*conn][]byte {
 	now := p.clock()
@@ -367,7 +367,7 @@ func (p *Pool) ignoreLocked(c *conn, kind, reason string) {
 
 // ---- agent ex-messages ----
 
-// handleFrame processes one ex-message (§5).
+// handleFrame processes one ex-message (docs/PROTOCOL.md §5).
 func (p *Pool) handleFrame(c *conn, f codec.Frame) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -447,12 +447,12 @@ func (p *Pool) agentShareLocked(c *conn, f codec.Frame) {
 	}
 	w := c.workers[s.SessionID]
 	if w == nil {
-		// Dropped silently and without using an index (§5.3, §10.3).
+		// Dropped silently and without using an index (docs/PROTOCOL.md §5.3, §9.3).
 		p.dropLocked(c, fmt.Sprintf("%s for unknown session %d", codec.CmdName(f.Cmd), s.SessionID))
 		return
 	}
 	// EN2_pool = (sid << 32 | en2) as 8 big-endian bytes, cut to the
-	// announced size (§4.1).
+	// announced size (docs/PROTOCOL.md §4.1).
 	var en2 [8]byte
 	binary.BigEndian.PutUint64(en2[:], uint64(s.SessionID)<<32|uint64(s.ExtraNonce2))
 	en2b := en2[8-p.cfg.EN2Size:]

@@ -76,7 +76,10 @@ func TestTCPInfo(t *testing.T) {
 	}
 }
 
-// Application byte counters match what the client wrote and read.
+// Application byte counters match what the client wrote and read. The
+// pool sends nothing unasked for an hour, so after the four handshake
+// lines the counters are final and exact equality cannot race with later
+// output.
 func TestByteCounters(t *testing.T) {
 	p := startPool(t, Config{Validate: ValidateStructural})
 	c := dial(t, p)
@@ -95,6 +98,24 @@ func TestByteCounters(t *testing.T) {
 	})
 	if cs := st.Conns[0]; cs.LinesIn != 2 || cs.LinesOut != 4 {
 		t.Fatalf("lines in/out %d/%d", cs.LinesIn, cs.LinesOut)
+	}
+}
+
+// WaitFor wakes up when only a byte counter changed: output written after
+// the pool's state change was signalled (a delayed reply here, a flush
+// finishing after the handler returned in general) must still be seen.
+func TestWaitForSeesBytesOut(t *testing.T) {
+	p := startPool(t, Config{Validate: ValidateStructural})
+	p.SetReplyDelay(100 * time.Millisecond)
+	c := dial(t, p)
+	line := `{"id":1,"method":"mining.subscribe","params":["cgminer/4.11.1"]}`
+	c.send(line)
+	// The subscribe is handled (and signalled) at once; its reply leaves
+	// 100ms later, and nothing else happens on the pool meanwhile.
+	waitFor(t, p, "the subscribe", func(s *Stats) bool { return len(s.Conns) == 1 && s.Conns[0].LinesIn == 1 })
+	st := waitFor(t, p, "bytes out", func(s *Stats) bool { return len(s.Conns) == 1 && s.Conns[0].BytesOut > 0 })
+	if n := uint64(len(c.line()) + 1); st.Conns[0].BytesOut != n {
+		t.Fatalf("bytes out %d, the client read %d", st.Conns[0].BytesOut, n)
 	}
 }
 

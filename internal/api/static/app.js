@@ -171,18 +171,19 @@
   // ---- pool links ----
 
   function renderUpstreams(u) {
-    const rows = u.upstreams.map((x) => el("tr", { "data-listener": x.listener, "data-slot": x.slot, "data-ready": x.ready }, [
+    const rows = u.upstreams.map((x) => el("tr", { "data-listener": x.listener, "data-slot": x.slot, "data-ready": x.ready, "data-protocol": x.protocol }, [
       el("td", { text: x.listener }),
       el("td", { class: "num", text: String(x.slot) }),
       el("td", { text: x.route || "default" }),
       el("td", { text: x.pool || "–" }),
+      el("td", { text: x.protocol || "–" }),
       el("td", { class: x.ready ? "ok" : "bad", text: x.ready ? "ready" : "down" }),
       el("td", { class: "num", "data-value": x.miners, text: fmtInt(x.miners) }),
     ]));
     for (const [name, err] of Object.entries(u.errors || {})) {
-      rows.push(el("tr", { "data-listener": name }, [el("td", { text: name }), el("td", { class: "bad", colspan: "5", text: err })]));
+      rows.push(el("tr", { "data-listener": name }, [el("td", { text: name }), el("td", { class: "bad", colspan: "6", text: err })]));
     }
-    replaceRows($("upstreams").tBodies[0], rows, "No pool links.", 6);
+    replaceRows($("upstreams").tBodies[0], rows, "No pool links.", 7);
   }
 
   // ---- miners ----

@@ -24,7 +24,7 @@ func TestStartStopLeavesNothingBehind(t *testing.T) {
 	}
 	cycle := func() {
 		cfg := testenv.Config(t, "farm", pool.Addr())
-		a, err := agent.New(cfg, testenv.Logger(t), agent.Options{})
+		a, err := agent.New(cfg, testenv.Logger(t), agent.Options{Socket: testenv.Socket})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,7 +64,8 @@ func (k *agentSink) Submit(sh codec.Share, p wire.Pending, urgent bool) codec.St
 	k.mu.Lock()
 	if _, ok := k.members[sh.SessionID]; !ok || k.closed {
 		// Never write a share the pool would drop without a verdict: that
-		// would shift every later SUBMIT_RESPONSE onto the wrong miner.
+		// would shift every later SUBMIT_RESPONSE onto the wrong miner
+		// (docs/PROTOCOL.md §9.3).
 		k.mu.Unlock()
 		return codec.StatusJobNotFoundOrStale
 	}

@@ -84,12 +84,13 @@ type Miner struct {
 	Status     Status    `json:"status"`           // see the constants
 	Since      time.Time `json:"status_since"`     // when the status began (offline: last seen)
 
-	avgSince time.Time // first hashrate sample of the average
-	avgAt    time.Time // last update of the average
-	avgShare time.Time // last share folded into the average
-	activity time.Time // last share, or connection if later
-	present  bool      // seen by the current sweep
-	alerted  bool      // an offline event was sent
+	avgSince time.Time      // first hashrate sample of the average
+	avgAt    time.Time      // last update of the average
+	avgShare time.Time      // last share folded into the average
+	activity time.Time      // last share, or connection if later
+	present  bool           // seen by the current sweep
+	addr     netip.AddrPort // Address, parsed: rendered again only when it changes
+	alerted  bool           // an offline event was sent
 }
 
 type minerKey struct{ listener, worker string }
@@ -158,6 +159,9 @@ type Watcher struct {
 	subMu   sync.Mutex
 	subs    map[int]func([]Event)
 	nextSub int
+
+	sweepMu sync.Mutex                 // one sweep at a time: it owns scratch
+	scratch map[string]map[string]*obs // by listener: the last sweep's observations, reused
 
 	loopMu   sync.Mutex
 	stop     chan struct{}
@@ -346,10 +350,17 @@ type obs struct {
 	diff      float64
 	lastShare time.Time
 	sessions  int
+	live      bool // seen in this sweep (entries of earlier sweeps are kept for reuse)
 }
 
-func read(l Listener, now time.Time) observed {
-	o := observed{l: l, miners: map[string]*obs{}}
+// read observes one listener. into is the listener's map from the last
+// sweep: cleared and refilled, it keeps its memory, so a sweep of 10,000
+// miners does not leave megabytes of garbage behind every few seconds.
+func read(l Listener, now time.Time, into map[string]*obs) observed {
+	for _, x := range into {
+		*x = obs{}
+	}
+	o := observed{l: l, miners: into}
 	if l.Stats != nil {
 		l.Stats.Miners(func(m *stats.Miner) bool {
 			ua, worker, _ := m.Identity()
@@ -361,6 +372,7 @@ func read(l Listener, now time.Time) observed {
 				x = &obs{}
 				o.miners[worker] = x
 			}
+			x.live = true
 			x.sessions++
 			x.hashrate += m.Hashrate(now)
 			if ns := m.LastShare.Load(); ns != 0 {
@@ -390,9 +402,30 @@ func (w *Watcher) Sweep(now time.Time) []Event {
 	if w.src != nil {
 		ls = w.src()
 	}
+	w.sweepMu.Lock()
+	defer w.sweepMu.Unlock()
+	if w.scratch == nil {
+		w.scratch = map[string]map[string]*obs{}
+	}
 	seen := make([]observed, 0, len(ls))
 	for _, l := range ls {
-		seen = append(seen, read(l, now))
+		m := w.scratch[l.Name]
+		if m == nil {
+			m = map[string]*obs{}
+			w.scratch[l.Name] = m
+		}
+		o := read(l, now, m)
+		for worker, x := range m {
+			if !x.live {
+				delete(m, worker) // gone: the map never outgrows the farm
+			}
+		}
+		seen = append(seen, o)
+	}
+	for name := range w.scratch {
+		if !slices.ContainsFunc(ls, func(l Listener) bool { return l.Name == name }) {
+			delete(w.scratch, name)
+		}
 	}
 	w.mu.Lock()
 	evs := w.update(seen, now)
@@ -410,6 +443,9 @@ func (w *Watcher) update(seen []observed, now time.Time) []Event {
 	var farm float64
 	for _, lo := range seen {
 		for worker, x := range lo.miners {
+			if !x.live {
+				continue
+			}
 			k := minerKey{lo.l.Name, worker}
 			m := w.miners[k]
 			if m == nil {
@@ -422,7 +458,10 @@ func (w *Watcher) update(seen []observed, now time.Time) []Event {
 				m.Status, m.Since = Online, now
 			}
 			m.present, m.alerted = true, false
-			m.SubAccount, m.Address, m.UserAgent = lo.l.PoolUser, addrString(x.addr), x.ua
+			if x.addr != m.addr || m.Address == "" {
+				m.addr, m.Address = x.addr, addrString(x.addr)
+			}
+			m.SubAccount, m.UserAgent = lo.l.PoolUser, x.ua
 			m.LastSeen, m.Sessions, m.Hashrate, m.Difficulty = now, x.sessions, x.hashrate, x.diff
 			if x.lastShare.After(m.LastShare) {
 				m.LastShare = x.lastShare

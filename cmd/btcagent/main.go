@@ -231,11 +231,14 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // defaultGCPercent trades a little GC work for memory: the agent's heap is
-// almost all long-lived per-miner state and it allocates only a few hundred
-// KB per second, so collecting at 25% growth instead of Go's 100% costs about
-// a millisecond of CPU per second at 10,000 miners and keeps RSS close to
-// the live heap, which matters on small routers. GOGC in the environment wins.
-const defaultGCPercent = 25
+// almost all long-lived per-miner state, and the share path allocates
+// nothing, so the heap grows by a few hundred KB between collections. At
+// 10% growth instead of Go's 100% a collection comes every few seconds at
+// 10,000 miners for ~10 ms of CPU, and RSS stays close to the live heap,
+// which matters on small routers (10,000 miners, 60 s: 35.6 MiB and 0.054
+// core at 10 against 36.3 MiB and 0.060 core at 25, within the noise of
+// the CPU figure; docs/BENCHMARKS.md). GOGC in the environment wins.
+const defaultGCPercent = 10
 
 func tuneGC() int {
 	if v := os.Getenv("GOGC"); v != "" {

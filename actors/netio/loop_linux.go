@@ -365,23 +365,11 @@ func (c *Conn) Write(b []byte) error {
 	return nil
 }
 
-// rawWrite writes what the socket takes now; EAGAIN is not an error.
+// rawWrite writes what the socket takes now and counts it.
 func (c *Conn) rawWrite(b []byte) (int, error) {
-	total := 0
-	for total < len(b) {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&b[total])), uintptr(len(b)-total))
-		switch errno {
-		case 0:
-			total += int(n)
-			c.written.Add(int64(n))
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return total, nil
-		default:
-			return total, errno
-		}
-	}
-	return total, nil
+	n, err := RawWrite(uintptr(c.fd), b)
+	c.written.Add(int64(n))
+	return n, err
 }
 
 // drain writes queued output when the socket became writable (loop).

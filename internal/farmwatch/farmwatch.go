@@ -84,10 +84,10 @@ type Miner struct {
 	Status     Status    `json:"status"`           // see the constants
 	Since      time.Time `json:"status_since"`     // when the status began (offline: last seen)
 
-	avgSince time.Time      // first hashrate sample of the average
-	avgAt    time.Time      // last update of the average
-	avgShare time.Time      // last share folded into the average
-	activity time.Time      // last share, or connection if later
+	avgSince nano           // first hashrate sample of the average
+	avgAt    nano           // last update of the average
+	avgShare nano           // last share folded into the average
+	activity nano           // last share, or connection if later
 	present  bool           // seen by the current sweep
 	addr     netip.AddrPort // Address, parsed: rendered again only when it changes
 	alerted  bool           // an offline event was sent
@@ -466,9 +466,9 @@ func (w *Watcher) update(seen []observed, now time.Time) []Event {
 			if x.lastShare.After(m.LastShare) {
 				m.LastShare = x.lastShare
 			}
-			m.activity = x.connected
-			if m.LastShare.After(m.activity) {
-				m.activity = m.LastShare
+			m.activity = nanoOf(x.connected)
+			if m.LastShare.After(m.activity.t()) {
+				m.activity = nanoOf(m.LastShare)
 			}
 			w.average(m, now)
 			if st := w.status(m, now); st != m.Status {
@@ -530,24 +530,24 @@ func addrString(a netip.AddrPort) string {
 // new share: it is the miner's rate while it works, so a silent miner does
 // not drag down its own idle threshold (the expected share interval).
 func (w *Watcher) average(m *Miner, now time.Time) {
-	if m.LastShare.IsZero() || !m.LastShare.After(m.avgShare) {
+	if m.LastShare.IsZero() || !m.LastShare.After(m.avgShare.t()) {
 		return
 	}
-	m.avgShare = m.LastShare
-	if m.avgSince.IsZero() || m.avgAt.IsZero() {
-		m.Average, m.avgSince, m.avgAt = m.Hashrate, now, now
+	m.avgShare = nanoOf(m.LastShare)
+	if m.avgSince == 0 || m.avgAt == 0 {
+		m.Average, m.avgSince, m.avgAt = m.Hashrate, nanoOf(now), nanoOf(now)
 		return
 	}
-	dt := now.Sub(m.avgAt).Seconds()
+	dt := now.Sub(m.avgAt.t()).Seconds()
 	if dt <= 0 {
 		return
 	}
 	alpha := 1 - math.Exp(-dt/w.opts.SlowWindow.Seconds())
-	if age := now.Sub(m.avgSince).Seconds(); age > 0 {
+	if age := now.Sub(m.avgSince.t()).Seconds(); age > 0 {
 		alpha = max(alpha, dt/(age+dt))
 	}
 	m.Average += alpha * (m.Hashrate - m.Average)
-	m.avgAt = now
+	m.avgAt = nanoOf(now)
 }
 
 // status judges a connected miner. Idle wins over slow: a miner that sends
@@ -562,11 +562,11 @@ func (w *Watcher) status(m *Miner, now time.Time) Status {
 			idleAfter = d
 		}
 	}
-	if !m.activity.IsZero() && now.Sub(m.activity) >= idleAfter {
+	if m.activity != 0 && now.Sub(m.activity.t()) >= idleAfter {
 		return Idle
 	}
 	// The average needs a sixth of its window before it means anything.
-	warm := !m.avgSince.IsZero() && now.Sub(m.avgSince) >= o.SlowWindow/6
+	warm := m.avgSince != 0 && now.Sub(m.avgSince.t()) >= o.SlowWindow/6
 	if warm && m.Average > 0 && m.Hashrate < m.Average*o.SlowPercent/100 {
 		return Slow
 	}
@@ -778,4 +778,22 @@ func (w *Watcher) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.miners)
+}
+
+// nano is a time as unix nanoseconds, 0 for none: 8 bytes where a
+// time.Time takes 24, in a struct kept for every miner of the farm.
+type nano int64
+
+func nanoOf(t time.Time) nano {
+	if t.IsZero() {
+		return 0
+	}
+	return nano(t.UnixNano())
+}
+
+func (n nano) t() time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(n))
 }

@@ -75,7 +75,7 @@ func (w *Watcher) load() {
 		w.miners[minerKey{r.Listener, r.Worker}] = &Miner{
 			Listener: r.Listener, Worker: r.Worker, SubAccount: r.SubAccount, Address: r.Address, UserAgent: r.UserAgent,
 			FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, LastShare: r.LastShare, Hashrate: r.Hashrate, Average: r.Average,
-			Difficulty: r.Difficulty, Status: r.Status, Since: r.Since, avgSince: r.AvgSince, avgAt: r.LastSeen,
+			Difficulty: r.Difficulty, Status: r.Status, Since: r.Since, avgSince: nanoOf(r.AvgSince), avgAt: nanoOf(r.LastSeen),
 			alerted: r.Status == Offline,
 		}
 		n++
@@ -99,7 +99,7 @@ func (w *Watcher) save(now time.Time, force bool) {
 		sf.Miners = append(sf.Miners, stateRecord{
 			Listener: m.Listener, Worker: m.Worker, SubAccount: m.SubAccount, Address: m.Address, UserAgent: m.UserAgent,
 			FirstSeen: m.FirstSeen, LastSeen: m.LastSeen, LastShare: m.LastShare, Hashrate: m.Hashrate, Average: m.Average,
-			AvgSince: m.avgSince, Difficulty: m.Difficulty, Status: m.Status, Since: m.Since,
+			AvgSince: m.avgSince.t(), Difficulty: m.Difficulty, Status: m.Status, Since: m.Since,
 		})
 	}
 	w.lastSave, w.dirty = now, false

@@ -209,37 +209,24 @@ func New(opts config.FarmWatchOptions, src Source, log logrus.FieldLogger) *Watc
 
 func withDefaults(o config.FarmWatchOptions) config.FarmWatchOptions {
 	d := config.DefaultFarmWatch()
-	if o.Expire <= 0 {
-		o.Expire = d.Expire
-	}
-	if o.MaxMiners <= 0 {
-		o.MaxMiners = d.MaxMiners
-	}
-	if o.Grace <= 0 {
-		o.Grace = d.Grace
-	}
-	if o.IdleFactor <= 0 {
-		o.IdleFactor = d.IdleFactor
-	}
-	if o.IdleMin <= 0 {
-		o.IdleMin = d.IdleMin
-	}
-	if o.SlowWindow <= 0 {
-		o.SlowWindow = d.SlowWindow
-	}
-	if o.HashrateDropWindow <= 0 {
-		o.HashrateDropWindow = d.HashrateDropWindow
-	}
-	if o.LinkDownAfter <= 0 {
-		o.LinkDownAfter = d.LinkDownAfter
-	}
-	if o.SweepInterval <= 0 {
-		o.SweepInterval = d.SweepInterval
-	}
-	if o.SaveInterval <= 0 {
-		o.SaveInterval = d.SaveInterval
-	}
+	orDefault(&o.Expire, d.Expire)
+	orDefault(&o.MaxMiners, d.MaxMiners)
+	orDefault(&o.Grace, d.Grace)
+	orDefault(&o.IdleFactor, d.IdleFactor)
+	orDefault(&o.IdleMin, d.IdleMin)
+	orDefault(&o.SlowWindow, d.SlowWindow)
+	orDefault(&o.HashrateDropWindow, d.HashrateDropWindow)
+	orDefault(&o.LinkDownAfter, d.LinkDownAfter)
+	orDefault(&o.SweepInterval, d.SweepInterval)
+	orDefault(&o.SaveInterval, d.SaveInterval)
 	return o
+}
+
+// orDefault replaces an unset (zero or negative) setting with its default.
+func orDefault[T int | float64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // SetOptions applies new thresholds (a config reload). They take effect at

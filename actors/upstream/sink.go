@@ -174,10 +174,22 @@ func (k *agentSink) Flush(now time.Time) {
 		ans[i] = wire.Pending{}
 	}
 
+	// A burst — a whole farm registering again after a pool restart — must
+	// not pin its buffers for the life of the link.
+	if cap(buf) > keepCap {
+		buf = make([]byte, 0, 1024)
+	}
+	if cap(ans) > keepCap/16 {
+		ans = nil
+	}
 	k.mu.Lock()
 	k.spare, k.ansSpare = buf[:0], ans[:0]
 	k.mu.Unlock()
 }
+
+// keepCap is the largest frame buffer a sink keeps between windows: a
+// window of shares is a few hundred bytes at farm rates.
+const keepCap = 16 << 10
 
 // verdict relays the pool's SUBMIT_RESPONSE for submit index idx (reader goroutine).
 func (k *agentSink) verdict(idx uint16, status codec.Status) bool {

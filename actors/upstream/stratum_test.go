@@ -67,10 +67,19 @@ func TestStratumWorkerName(t *testing.T) {
 	cfg.Listen[0].Name = "rack-7"
 	cfg.Listen[0].StratumWorker = "bay-3"
 	startAgent(t, cfg)
-	conns := pool.Stats().Conns
-	if len(conns) == 0 {
-		t.Fatal("no pool connection")
+	// The pool records a connection's user after it has answered the
+	// authorize, so the agent can see its link ready a moment before.
+	if err := pool.WaitFor(testenv.Ctx(t), func(s *poolsim.Stats) bool {
+		for _, c := range s.Conns {
+			if c.User == "" {
+				return false
+			}
+		}
+		return len(s.Conns) > 0
+	}); err != nil {
+		t.Fatalf("pool connections never authorized: %v", err)
 	}
+	conns := pool.Stats().Conns
 	for _, c := range conns {
 		if c.User != "farm.bay-3" {
 			t.Fatalf("stratum link authorized as %q, want farm.bay-3", c.User)

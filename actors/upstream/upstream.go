@@ -34,6 +34,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -538,9 +539,10 @@ func (s *Slot) down(ctx actor.Context, l *link, err error) {
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
 			reason = fmt.Sprintf("pool silent for %s", s.env.DeadAfter)
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			// Whether the close fell between two messages or inside one is
-			// chance; one wording keeps the loss logged once, not twice.
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+			// Whether the close fell between two messages, inside one, or
+			// came as a reset because our last write crossed it is chance;
+			// one wording keeps the loss logged once, not two or three times.
 			reason = "the pool closed the connection"
 		}
 	}

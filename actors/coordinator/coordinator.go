@@ -536,7 +536,7 @@ func (c *Coordinator) onStats(now time.Time) {
 	c.env.Chain.OnStats(&msg.StatsTick{Listener: c.env.Listener, Miners: len(c.miners), Hashrate: hr,
 		Accepted: st.Accepted.Load(), Rejected: rejected, UpstreamsReady: ready, At: now})
 	c.log().WithFields(logrus.Fields{
-		"miners": len(c.miners), "hashrate": formatHashrate(hr), "accepted": st.Accepted.Load(),
+		"miners": len(c.miners), "hashrate": codec.FormatHashrate(hr), "accepted": st.Accepted.Load(),
 		"rejected": rejected, "upstreams_ready": fmt.Sprintf("%d/%d", ready, len(c.slots)),
 	}).Info("summary")
 }
@@ -566,16 +566,6 @@ func (c *Coordinator) rebalance(ctx actor.Context, now time.Time) {
 		rec.route = mv.Route
 		c.place(ctx, mv.SessionID, rec)
 	}
-}
-
-func formatHashrate(h float64) string {
-	units := []string{"H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"}
-	i := 0
-	for h >= 1000 && i < len(units)-1 {
-		h /= 1000
-		i++
-	}
-	return strconv.FormatFloat(h, 'f', 2, 64) + " " + units[i]
 }
 
 func (c *Coordinator) snapshot() *wire.Snapshot {

@@ -185,14 +185,6 @@ func dupCloexec(fd int) (int, error) {
 	return int(r), nil
 }
 
-func addrPort(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
-
 // ---- the loop ----
 
 func (e *Engine) loop() {

@@ -107,14 +107,6 @@ func (e *Engine) Add(nc net.Conn, h Handler) (*Conn, error) {
 	return c, nil
 }
 
-func addrPort(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
-
 func (c *Conn) readLoop() {
 	defer c.e.wg.Done()
 	buf := make([]byte, 4096)

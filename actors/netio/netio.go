@@ -20,6 +20,7 @@ package netio
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,16 @@ func (e *Engine) AddFlusher(f Flusher) { e.fl.add(f) }
 
 // RemoveFlusher unregisters it.
 func (e *Engine) RemoveFlusher(f Flusher) { e.fl.remove(f) }
+
+// addrPort is a connection's remote address as a value (no *net.TCPAddr
+// kept per miner).
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
 
 // Remote is the peer address.
 func (c *Conn) Remote() netip.AddrPort { return c.remote }

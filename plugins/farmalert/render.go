@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/internal/farmwatch"
 )
 
@@ -78,7 +79,7 @@ func Text(evs []farmwatch.Event, dropped, maxLines int) string {
 			})
 		case farmwatch.HashrateDrop:
 			for _, e := range list {
-				fmt.Fprintf(&b, "Farm hashrate dropped %.0f%% within %s: %s -> %s\n", e.Percent, dur(e.Seconds), hashrate(e.From), hashrate(e.To))
+				fmt.Fprintf(&b, "Farm hashrate dropped %.0f%% within %s: %s -> %s\n", e.Percent, dur(e.Seconds), codec.FormatHashrate(e.From), codec.FormatHashrate(e.To))
 			}
 		case farmwatch.LinkDown:
 			for _, e := range list {
@@ -138,14 +139,4 @@ func clock(t time.Time) string {
 
 func dur(secs float64) string {
 	return time.Duration(secs * float64(time.Second)).Round(time.Second).String()
-}
-
-func hashrate(h float64) string {
-	units := []string{"H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"}
-	i := 0
-	for h >= 1000 && i < len(units)-1 {
-		h /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.2f %s", h, units[i])
 }

@@ -108,12 +108,12 @@ func (k *agentSink) unregister(sid uint16) {
 }
 
 func (k *agentSink) armLocked(urgent bool) {
-	now := time.Now()
+	// Only the first share of a window reads the clock.
 	switch {
 	case urgent || k.interval <= 0:
-		k.due.Store(now.UnixNano())
+		k.due.Store(time.Now().UnixNano())
 	case k.due.Load() == 0:
-		k.due.Store(now.Add(k.interval).UnixNano())
+		k.due.Store(time.Now().Add(k.interval).UnixNano())
 	}
 	if k.timer && !k.armed {
 		k.armed = true

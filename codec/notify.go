@@ -118,7 +118,7 @@ func scanStringArray(raw []byte) ([]string, error) {
 // miner's EN1 and EN2 land exactly where the pool's EN2 will be (docs/PROTOCOL.md §4.1).
 func (n *Notify) AppendLine(dst []byte, coinb1Suffix string, clean bool) []byte {
 	dst = append(dst, `{"id":null,"method":"mining.notify","params":[`...)
-	dst = strconv.AppendQuote(dst, n.JobID)
+	dst = AppendJSONString(dst, n.JobID)
 	dst = append(dst, `,"`...)
 	dst = append(dst, n.PrevHash...)
 	dst = append(dst, `","`...)

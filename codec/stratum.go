@@ -60,7 +60,7 @@ func AppendError(dst, id []byte, code Status, text string) []byte {
 	dst = append(dst, `,"result":null,"error":[`...)
 	dst = strconv.AppendInt(dst, int64(code), 10)
 	dst = append(dst, ',')
-	dst = strconv.AppendQuote(dst, text)
+	dst = AppendJSONString(dst, text)
 	return append(dst, ",null]}\n"...)
 }
 

@@ -12,10 +12,10 @@ import (
 )
 
 var (
-	logLevels   = []string{"debug", "info", "warn", "error"}
-	logFormats  = []string{"text", "json"}
-	policies    = []string{OutageDisconnect, OutageWait, OutageFake}
-	protocols   = []string{ProtocolAgent, ProtocolStratum, ProtocolStratumPerMiner}
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+	policies   = []string{OutageDisconnect, OutageWait, OutageFake}
+
 	agentPrefix = "btccom-agent/"
 )
 
@@ -282,8 +282,8 @@ func validatePool(pool *Pool, p keyPath) *Error {
 	if pool.Port < 1 || pool.Port > 65535 {
 		return errorAt(p.child("port"), "%s: port %d is out of range 1..65535", label, pool.Port)
 	}
-	if pool.Protocol != "" && !slices.Contains(protocols, pool.Protocol) {
-		return errorAt(p.child("protocol"), "%s: protocol %q is not one of %s", label, pool.Protocol, strings.Join(protocols, ", "))
+	if pool.Protocol != "" && !KnownProtocol(pool.Protocol) {
+		return errorAt(p.child("protocol"), "%s: protocol %q is not one of %s", label, pool.Protocol, strings.Join(Protocols(), ", "))
 	}
 	if pool.TLSSkipVerify && !pool.TLS {
 		return errorAt(p.child("tls_skip_verify"), "%s: tls_skip_verify has no effect without tls = true", label)

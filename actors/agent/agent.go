@@ -220,7 +220,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
 			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, FailbackInterval: u.FailbackInterval,
 			StratumWorker: lc.StratumWorker, MaxLine: 64 * 1024,
-			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Root: a.system.Root, Loop: a.engine,
+			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Limiter: a.limiter, Root: a.system.Root, Loop: a.engine,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, Sessions: l.sessions, PoolMask: &a.poolMask, Log: a.log,
 	}

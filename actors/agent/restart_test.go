@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/agent"
-	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/internal/testenv"
 	"github.com/btcagent/btcagent/sim/minersim"
 	"github.com/btcagent/btcagent/sim/poolsim"
@@ -34,7 +34,7 @@ func TestCoordinatorRestartKeepsItsMiners(t *testing.T) {
 	linksBefore := pool.Stats().Totals.AgentConnsTotal
 
 	// A slot index the coordinator never created: an index out of range.
-	a.System().Root.Send(l.Coordinator, &msg.UpstreamReady{Slot: 99})
+	a.System().Root.Send(l.Coordinator, &wire.UpstreamReady{Slot: 99})
 
 	// The restarted coordinator dials new links (the old ones went with its
 	// children) and places every miner on them again.

@@ -7,7 +7,7 @@ package coordinator
 
 import (
 	"fmt"
-	"regexp"
+	"github.com/btcagent/btcagent/internal/logging"
 	"sort"
 	"strconv"
 	"sync"
@@ -132,9 +132,6 @@ type slotRec struct {
 	err    string    // why it was last lost
 }
 
-// addrRE matches socket addresses, which differ between otherwise identical errors.
-var addrRE = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`)
-
 // Coordinator is the actor.
 type Coordinator struct {
 	lostLogged map[string]time.Time // pool|reason -> last warn line
@@ -170,13 +167,13 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 		}
 		c.miners[m.SessionID] = &minerRec{miner: m.Miner, st: m.Stats, opened: time.Now(), parkedAt: time.Now()}
 		c.env.Stats.MinersConn.Add(1)
-	case *msg.MinerAuthorized:
+	case *wire.MinerAuthorized:
 		c.authorized(ctx, m)
-	case *msg.MinerGone:
+	case *wire.MinerGone:
 		c.gone(ctx, m)
-	case *msg.UpstreamReady:
+	case *wire.UpstreamReady:
 		c.upReady(ctx, m)
-	case *msg.UpstreamLost:
+	case *wire.UpstreamLost:
 		c.upLost(ctx, m)
 	case *wire.AttachRefused:
 		c.refused(ctx, m)
@@ -192,7 +189,7 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 		ctx.Respond(c.snapshot())
 	case *wire.DisconnectAll:
 		for _, rec := range c.miners {
-			rec.miner.Tell(&msg.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
+			rec.miner.Tell(&wire.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
 		}
 	case *actor.Stopping, *actor.Restarting:
 		// A restarted coordinator is a new instance with its own tickers.
@@ -256,7 +253,7 @@ func (c *Coordinator) start(ctx actor.Context) {
 
 // ---- placement ----
 
-func (c *Coordinator) authorized(ctx actor.Context, m *msg.MinerAuthorized) {
+func (c *Coordinator) authorized(ctx actor.Context, m *wire.MinerAuthorized) {
 	rec, ok := c.miners[m.Info.SessionID]
 	if !ok {
 		return // already gone
@@ -322,7 +319,7 @@ func (c *Coordinator) park(ctx actor.Context, rec *minerRec, reason string) {
 	}
 	rec.miner.Tell(&wire.Parked{Reason: reason})
 	if c.env.Policy == PolicyFake && c.lastJob != nil {
-		rec.miner.Tell(&msg.JobNotified{Job: c.fakeJob(time.Now()), Clean: true})
+		rec.miner.Tell(&wire.JobNotified{Job: c.fakeJob(time.Now()), Clean: true})
 	}
 }
 
@@ -348,7 +345,7 @@ func (c *Coordinator) rebuild() {
 	c.log().WithField("miners", len(live)).Warn("coordinator restarted; taking its miners over again")
 }
 
-func (c *Coordinator) gone(ctx actor.Context, m *msg.MinerGone) {
+func (c *Coordinator) gone(ctx actor.Context, m *wire.MinerGone) {
 	if c.env.Sessions != nil {
 		c.env.Sessions.remove(m.SessionID)
 	}
@@ -373,7 +370,7 @@ func (c *Coordinator) gone(ctx actor.Context, m *msg.MinerGone) {
 	c.env.Alloc.Free(m.SessionID)
 }
 
-func (c *Coordinator) upReady(ctx actor.Context, m *msg.UpstreamReady) {
+func (c *Coordinator) upReady(ctx actor.Context, m *wire.UpstreamReady) {
 	s := c.slots[m.Slot]
 	s.ready, s.gen, s.pool, s.proto, s.since, s.err = true, m.Gen, m.Pool, m.Protocol, time.Now(), ""
 	if m.VersionMask != 0 && c.env.PoolMask != nil {
@@ -387,7 +384,7 @@ func (c *Coordinator) upReady(ctx actor.Context, m *msg.UpstreamReady) {
 	}
 }
 
-func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
+func (c *Coordinator) upLost(ctx actor.Context, m *wire.UpstreamLost) {
 	s := c.slots[m.Slot]
 	s.ready, s.miners, s.since, s.err = false, 0, time.Now(), m.Reason
 	moved, parked := 0, 0
@@ -417,7 +414,7 @@ func (c *Coordinator) upLost(ctx actor.Context, m *msg.UpstreamLost) {
 	entry := c.log().WithFields(logrus.Fields{"slot": m.Slot, "pool": m.Pool, "moved": moved, "without_work": parked, "policy": c.env.Policy})
 	// A pool that keeps dropping links must not flood the log: the same pool
 	// and reason are logged at warn once a minute per link, repeats at debug.
-	key := strconv.Itoa(m.Slot) + "|" + m.Pool + "|" + addrRE.ReplaceAllString(m.Reason, "<addr>")
+	key := strconv.Itoa(m.Slot) + "|" + m.Pool + "|" + logging.WithoutAddrs(m.Reason)
 	if last, ok := c.lostLogged[key]; ok && time.Since(last) < time.Minute {
 		entry.Debug("pool link lost again: " + m.Reason)
 		return
@@ -465,7 +462,7 @@ func (c *Coordinator) replace(ctx actor.Context, sid uint16, rec *minerRec, reas
 		return true
 	}
 	if c.env.Policy == PolicyDisconnect {
-		rec.miner.Tell(&msg.Disconnect{Reason: reason + " (outage policy disconnect)"})
+		rec.miner.Tell(&wire.Disconnect{Reason: reason + " (outage policy disconnect)"})
 		return false
 	}
 	c.park(ctx, rec, reason)
@@ -491,17 +488,17 @@ func (c *Coordinator) onTick(ctx actor.Context, now time.Time) {
 		switch c.env.Policy {
 		case PolicyWait:
 			if waited > c.env.Wait {
-				rec.miner.Tell(&msg.Disconnect{Reason: "no pool link within the outage wait"})
+				rec.miner.Tell(&wire.Disconnect{Reason: "no pool link within the outage wait"})
 				rec.parkedAt = time.Time{}
 			}
 		case PolicyDisconnect:
 			if rec.authed && waited > c.env.Grace {
-				rec.miner.Tell(&msg.Disconnect{Reason: "no pool link (outage policy disconnect)"})
+				rec.miner.Tell(&wire.Disconnect{Reason: "no pool link (outage policy disconnect)"})
 				rec.parkedAt = time.Time{}
 			}
 		case PolicyFake:
 			if fj != nil && rec.authed {
-				rec.miner.Tell(&msg.JobNotified{Job: fj, Clean: true})
+				rec.miner.Tell(&wire.JobNotified{Job: fj, Clean: true})
 			}
 		}
 	}

@@ -224,7 +224,7 @@ func (s *Session) Tell(m any) {
 // AnswerShare relays a share's verdict (see wire.Miner).
 func (s *Session) AnswerShare(reqID []byte, status codec.Status, text string) {
 	if !s.enter(func() any {
-		return &msg.ShareAnswered{ReqID: append([]byte(nil), reqID...), Status: status, Text: text}
+		return &wire.ShareAnswered{ReqID: append([]byte(nil), reqID...), Status: status, Text: text}
 	}) {
 		return
 	}
@@ -266,15 +266,15 @@ func (s *Session) receive(m any) {
 		s.start(m.Conn)
 	case *Data:
 		s.onData(m.B)
-	case *msg.ShareAnswered:
+	case *wire.ShareAnswered:
 		s.answer(m.ReqID, m.Status, m.Text)
-	case *msg.DifficultySet:
+	case *wire.DifficultySet:
 		s.diff = m.Difficulty
 		s.st.Difficulty.Store(m.Difficulty)
 		s.reply(func(d []byte) []byte { return codec.AppendSetDifficulty(d, m.Difficulty) })
-	case *msg.JobNotified:
+	case *wire.JobNotified:
 		s.onJob(m)
-	case *msg.VersionMaskSet:
+	case *wire.VersionMaskSet:
 		s.onPoolMask(m.Mask)
 	case *wire.Attached:
 		// A slot that replaces its own link (failback, pool-requested
@@ -296,7 +296,7 @@ func (s *Session) receive(m any) {
 		if s.authorized && !s.done {
 			s.env.Root.Send(s.env.Coordinator, s.authorizedMsg())
 		}
-	case *msg.Disconnect:
+	case *wire.Disconnect:
 		if m.Reconnect {
 			s.reply(func(d []byte) []byte { return codec.AppendReconnect(d) })
 		}
@@ -435,7 +435,7 @@ func (s *Session) teardown() {
 		s.env.Stats.RemoveMiner(s.sid)
 	}
 	s.sink, s.upstream = nil, nil
-	s.env.Root.Send(s.env.Coordinator, &msg.MinerGone{SessionID: s.sid, Reason: "closed"})
+	s.env.Root.Send(s.env.Coordinator, &wire.MinerGone{SessionID: s.sid, Reason: "closed"})
 	s.env.Chain.OnMinerGone(&s.info)
 }
 

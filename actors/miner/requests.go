@@ -6,7 +6,6 @@ package miner
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -144,13 +143,7 @@ func (s *Session) setExtranonce(en1 string, size int) (changed bool) {
 		copy(s.en1[:], b)
 	}
 	if s.extranonceSub && s.subscribed {
-		s.reply(func(d []byte) []byte {
-			d = append(d, `{"id":null,"method":"mining.set_extranonce","params":["`...)
-			d = append(d, en1...)
-			d = append(d, `",`...)
-			d = strconv.AppendInt(d, int64(size), 10)
-			return append(d, "]}\n"...)
-		})
+		s.reply(func(d []byte) []byte { return codec.AppendSetExtranonce(d, en1, size) })
 	}
 	return true
 }
@@ -278,19 +271,19 @@ func (s *Session) authorize(r *codec.Request) {
 
 // authorizedMsg asks the coordinator to place this (authorized) miner; the
 // user agent is cut to what a REGISTER frame carries.
-func (s *Session) authorizedMsg() *msg.MinerAuthorized {
+func (s *Session) authorizedMsg() *wire.MinerAuthorized {
 	mask := uint32(0)
 	if s.configured {
 		mask = s.askMask
 	}
 	info := s.info
 	info.UserAgent, _ = codec.FitRegister(s.info.UserAgent, s.info.Worker)
-	return &msg.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub}
+	return &wire.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub}
 }
 
 // ---- jobs ----
 
-func (s *Session) onJob(m *msg.JobNotified) {
+func (s *Session) onJob(m *wire.JobNotified) {
 	j := m.Job
 	clean := m.Clean || j.Clean
 	if clean {

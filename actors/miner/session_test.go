@@ -113,13 +113,13 @@ func newHarnessWith(t testing.TB, withSink bool) *harness {
 		sink = recSink{h}
 	}
 	coord := h.sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*msg.MinerAuthorized); ok {
+		if _, ok := ctx.Message().(*wire.MinerAuthorized); ok {
 			h.mu.Lock()
 			h.authed, h.authedAt = true, len(h.submits)
 			h.mu.Unlock()
 			h.s.Tell(&wire.Attached{Upstream: up, Gen: 1, Pool: "test", Sink: sink})
-			h.s.Tell(&msg.DifficultySet{Difficulty: 1024})
-			h.s.Tell(&msg.JobNotified{Job: testJob, Clean: true})
+			h.s.Tell(&wire.DifficultySet{Difficulty: 1024})
+			h.s.Tell(&wire.JobNotified{Job: testJob, Clean: true})
 			close(h.attached)
 		}
 	}))

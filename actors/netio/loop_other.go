@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/btcagent/btcagent/internal/writeq"
 )
 
 // Engine owns the connections.
@@ -36,10 +38,7 @@ type Conn struct {
 	nc      net.Conn
 	h       Handler
 	remote  netip.AddrPort
-	mu      sync.Mutex
-	out     []byte
-	writing bool
-	closing bool
+	q       writeq.Queue
 	closed  atomic.Bool
 	written atomic.Int64
 	read    atomic.Int64
@@ -99,6 +98,7 @@ func (e *Engine) Add(nc net.Conn, h Handler) (*Conn, error) {
 		_ = tc.SetWriteBuffer(e.cfg.MaxWriteBuffered)
 	}
 	c := &Conn{e: e, nc: nc, h: h, remote: addrPort(nc.RemoteAddr())}
+	c.q = writeq.Queue{Conn: nc, Timeout: 30 * time.Second, Max: e.cfg.MaxWriteBuffered, Written: c.wrote}
 	e.mu.Lock()
 	e.conns[c] = struct{}{}
 	e.mu.Unlock()
@@ -136,49 +136,28 @@ func (c *Conn) readLoop() {
 
 // Write queues b without blocking.
 func (c *Conn) Write(b []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return ErrClosed
-	}
-	if len(c.out)+len(b) > c.e.cfg.MaxWriteBuffered {
-		c.closing = true
+	switch err := c.q.Send(b, nil); {
+	case errors.Is(err, writeq.ErrOverflow):
 		_ = c.nc.Close()
 		return ErrWriteOverflow
-	}
-	c.out = append(c.out, b...)
-	if !c.writing {
-		c.writing = true
-		go c.writeLoop()
+	case err != nil:
+		return ErrClosed
 	}
 	return nil
 }
 
-func (c *Conn) writeLoop() {
-	var buf []byte
-	for {
-		c.mu.Lock()
-		if len(c.out) == 0 || c.closing {
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		buf, c.out = c.out, buf[:0]
-		c.mu.Unlock()
-		_ = c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		n, err := c.nc.Write(buf)
-		c.written.Add(int64(n))
-		if err != nil {
-			_ = c.Close()
-		}
+// wrote counts what the drain goroutine wrote; a failed write ends the
+// connection (its reader then reports the close).
+func (c *Conn) wrote(n int, err error) {
+	c.written.Add(int64(n))
+	if err != nil {
+		_ = c.nc.Close()
 	}
 }
 
 // Close closes the connection; OnClose follows from its reader.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
+	c.q.Close()
 	return c.nc.Close()
 }
 
@@ -188,10 +167,7 @@ func (c *Conn) CloseAfter(b []byte) {
 	go func() {
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
-			c.mu.Lock()
-			idle := !c.writing
-			c.mu.Unlock()
-			if idle {
+			if !c.q.Busy() {
 				break
 			}
 			time.Sleep(10 * time.Millisecond) // polling a peer's drain, bounded

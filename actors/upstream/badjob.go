@@ -4,11 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
-
-	"github.com/btcagent/btcagent/codec"
-	"github.com/sirupsen/logrus"
 )
 
 // A pool that sends one malformed mining.notify must not cost the farm its
@@ -16,60 +12,6 @@ import (
 // and afterwards, and the link is kept. Liveness is measured in valid jobs:
 // a link fails when none arrived within the handshake timeout (the first
 // job) or within dead_after (later ones), whatever else the pool sends.
-
-// limiter lets a warning through at most once per interval per key and
-// counts what it held back. Unlike Slot.warnLimited it is safe for the
-// link goroutines (dials, read loops).
-type limiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	held map[string]int
-}
-
-// allow reports whether a warning of this key may be logged now, and how
-// many were held back since the last one that was.
-func (l *limiter) allow(key string, now time.Time, every time.Duration) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == nil {
-		l.last, l.held = map[string]time.Time{}, map[string]int{}
-	}
-	if t, ok := l.last[key]; ok && now.Sub(t) < every {
-		l.held[key]++
-		return false, 0
-	}
-	n := l.held[key]
-	l.last[key], l.held[key] = now, 0
-	return true, n
-}
-
-// badJob logs a malformed job from pool, at most once a minute per pool.
-func (s *Slot) badJob(pool string, err error) {
-	ok, held := s.jobWarn.allow(pool, time.Now(), time.Minute)
-	if !ok {
-		return
-	}
-	f := logrus.Fields{"pool": pool}
-	if held > 0 {
-		f["suppressed"] = held
-	}
-	s.log().WithFields(f).WithError(err).Warn("malformed job from pool; skipped, the link is kept")
-}
-
-// checkJob is ParseNotify plus, on agent links, the BTCAgent rule that a
-// job id is a decimal 0..255: the binary submit carries nothing else.
-func checkJob(rq *codec.Request, agent bool) (*codec.Notify, error) {
-	n, err := codec.ParseNotify(rq)
-	if err != nil {
-		return nil, err
-	}
-	if agent {
-		if _, ok := codec.ParseJobID([]byte(n.JobID)); !ok {
-			return nil, fmt.Errorf("job id %q is not a decimal 0..255, which the BTCAgent binary submit needs", n.JobID)
-		}
-	}
-	return n, nil
-}
 
 // skipped counts the malformed jobs a handshake skipped.
 type skipped struct {

@@ -74,8 +74,9 @@ func TestExtranonceLayouts(t *testing.T) {
 
 // A share becomes exactly the mining.submit line a plain Stratum pool expects.
 func TestStratumSubmitLine(t *testing.T) {
-	rec := &jobRec{poolID: jsonQuote("6a1f"), m: sharedMap("f000000f", 8)}
-	got := string(appendStratumSubmit(nil, 42, jsonQuote("farm.rack"), rec, 7, 0x01020304, 0x6b07071e, 0xc3335d00, 0x00002000, true))
+	rec := &jobRec{poolID: codec.AppendJSONString(nil, "6a1f"), m: sharedMap("f000000f", 8)}
+	sh := &codec.Share{SessionID: 7, ExtraNonce2: 0x01020304, NTime: 0x6b07071e, Nonce: 0xc3335d00, VersionBits: 0x00002000, HasVersion: true}
+	got := string(appendSubmit(nil, 42, codec.AppendJSONString(nil, "farm.rack"), rec, sh))
 	want := `{"id":42,"method":"mining.submit","params":["farm.rack","6a1f","0000000701020304","6b07071e","c3335d00","00002000"]}` + "\n"
 	if got != want {
 		t.Fatalf("submit line\n got %s\nwant %s", got, want)
@@ -102,7 +103,7 @@ func TestStratumVerdicts(t *testing.T) {
 		if err := codec.ScanRequest([]byte(line), &rq); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := stratumVerdict(&rq); got != want {
+		if got, _ := parseVerdict(&rq); got != want {
 			t.Errorf("%s: %d, want %d", line, got, want)
 		}
 	}

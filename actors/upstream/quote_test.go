@@ -21,10 +21,10 @@ func TestHandshakeQuotesAsJSON(t *testing.T) {
 	wantUser, wantUA := "ferme.été&co\x01\"\\\uFFFD", "btccom-agent/3 ✓\x7f\t"
 	run := map[string]func(net.Conn){
 		"agent": func(c net.Conn) {
-			_, _ = handshake(c, codec.NewReader(c, 0, true), dialParams{User: user, UserAgent: ua}, "pool")
+			_, _ = agentHandshake(user, ua, false).run(c, codec.NewReader(c, 0, true))
 		},
 		"stratum": func(c net.Conn) {
-			_, _ = stratumHandshake(c, codec.NewReader(c, 0, false), stratumParams{User: user, UserAgent: ua}, "pool")
+			_, _ = stratumHandshake(user, ua, 1, "stratum").run(c, codec.NewReader(c, 0, false))
 		},
 	}
 	for name, hs := range run {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/btcagent/btcagent/actors/miner"
-	"github.com/btcagent/btcagent/actors/msg"
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
@@ -75,10 +74,9 @@ func newSharePath(t testing.TB, chain *plugins.Chain) *sharePath {
 	}()
 	t.Cleanup(func() { _ = client.Close(); _ = server.Close(); wg.Wait() })
 
-	l := &link{conn: client, gen: 1, proto: protoAgent, wTimeout: time.Second}
-	l.onWritten = func(n int) { p.st.BytesUp.Add(int64(n)) }
-	l.setRaw()
-	p.sink = newAgentSink(l, 20*time.Millisecond, p.st, false)
+	l := &link{conn: client, gen: 1, protocol: "agent"}
+	l.startWriter(time.Second, func(n int) { p.st.BytesUp.Add(int64(n)) })
+	p.sink = newAgentSink(l, false, 20*time.Millisecond, p.st, false)
 
 	sys := actor.NewActorSystem()
 	sink := sys.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
@@ -99,8 +97,8 @@ func newSharePath(t testing.TB, chain *plugins.Chain) *sharePath {
 	}
 	job.Hash = hj
 	p.s.Tell(&wire.Attached{Upstream: sink, Gen: 1, Pool: "test", Sink: p.sink})
-	p.s.Tell(&msg.DifficultySet{Difficulty: 1e-12}) // every hash passes share-check's difficulty test
-	p.s.Tell(&msg.JobNotified{Job: job, Clean: true})
+	p.s.Tell(&wire.DifficultySet{Difficulty: 1e-12}) // every hash passes share-check's difficulty test
+	p.s.Tell(&wire.JobNotified{Job: job, Clean: true})
 	p.sink.Flush(time.Now()) // the REGISTER frame
 	p.line = make([]byte, 0, 256)
 	return p

@@ -47,8 +47,8 @@ type agentSink struct {
 	armed    bool // timer mode
 }
 
-func newAgentSink(l *link, interval time.Duration, st *stats.Listener, timer bool) *agentSink {
-	k := &agentSink{gen: l.gen, interval: interval, subres: l.hs.Subres, st: st, l: l, timer: timer,
+func newAgentSink(l *link, subres bool, interval time.Duration, st *stats.Listener, timer bool) *agentSink {
+	k := &agentSink{gen: l.gen, interval: interval, subres: subres, st: st, l: l, timer: timer,
 		members: map[uint16]struct{}{}, out: make([]byte, 0, 1024), spare: make([]byte, 0, 1024)}
 	if k.subres {
 		k.verdicts = map[uint16]wire.Pending{}

@@ -7,6 +7,7 @@ package wire
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/btcagent/btcagent/actors/msg"
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/codec"
 )
@@ -18,7 +19,7 @@ import (
 // handled one at a time and in each sender's order, and Tell never blocks.
 type Miner interface {
 	Tell(m any)
-	// AnswerShare is Tell(&msg.ShareAnswered{...}) without the allocation:
+	// AnswerShare is Tell(&ShareAnswered{...}) without the allocation:
 	// reqID is copied only if the answer has to be queued.
 	AnswerShare(reqID []byte, status codec.Status, text string)
 }
@@ -176,4 +177,68 @@ type UpstreamState struct {
 type DisconnectAll struct {
 	Reason    string
 	Reconnect bool
+}
+
+// ---- events between actors (moved from actors/msg: no plugin sees them) ----
+
+// MinerAuthorized asks the coordinator to place an authorized miner.
+type MinerAuthorized struct {
+	Info          msg.MinerInfo
+	VersionMask   uint32 // the mask the miner asked for (0: no version rolling)
+	ExtranonceSub bool   // the miner sent mining.extranonce.subscribe before authorizing
+}
+
+// MinerGone tells the coordinator a miner's connection ended.
+type MinerGone struct {
+	SessionID uint16
+	Reason    string
+}
+
+// UpstreamReady is sent by an upstream link after a successful handshake.
+type UpstreamReady struct {
+	Slot        int
+	Gen         uint64
+	Pool        string
+	Protocol    string // agent, stratum or stratum-per-miner
+	VersionMask uint32
+}
+
+// UpstreamLost is sent by an upstream link that lost its connection; Miners are
+// the sessions that were attached to it and must be placed again.
+type UpstreamLost struct {
+	Slot   int
+	Gen    uint64
+	Pool   string
+	Reason string
+	Miners []uint16
+}
+
+// JobNotified delivers a job to one miner; Clean forces clean_jobs true.
+type JobNotified struct {
+	Job   *msg.Job
+	Clean bool
+}
+
+// DifficultySet delivers a difficulty to one miner (from SET_DIFF or the
+// pool's default for new miners). It is always sent before the job it applies to.
+type DifficultySet struct {
+	Difficulty float64
+}
+
+// VersionMaskSet delivers the pool's granted version-rolling mask.
+type VersionMaskSet struct {
+	Mask uint32
+}
+
+// ShareAnswered is the verdict for one share, relayed to the miner.
+type ShareAnswered struct {
+	ReqID  []byte // the miner's JSON id, echoed
+	Status codec.Status
+	Text   string
+}
+
+// Disconnect asks a miner's actor to close its connection.
+type Disconnect struct {
+	Reason    string
+	Reconnect bool // send client.reconnect first
 }

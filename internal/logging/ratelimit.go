@@ -2,6 +2,7 @@ package logging
 
 import (
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -112,3 +113,11 @@ func (r *RateLimited) Flush() {
 		r.emit(p.kind, p.fields, p.msg, p.n)
 	}
 }
+
+// addrRE matches socket addresses in error texts.
+var addrRE = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`)
+
+// WithoutAddrs replaces the socket addresses in an error text with
+// "<addr>": the local port changes on every attempt, which must not make
+// the same failure look new to a de-duplicating log.
+func WithoutAddrs(s string) string { return addrRE.ReplaceAllString(s, "<addr>") }

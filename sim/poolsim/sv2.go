@@ -382,16 +382,23 @@ func (p *Pool) sv2PlanLocked(c *conn, seq uint64, now time.Time, vardiff bool) {
 	}
 }
 
-// sv2Codes maps the pool's verdicts to SubmitShares.Error codes.
-var sv2Codes = map[codec.Status]string{
-	codec.StatusJobNotFoundOrStale: sv2.ErrStaleShare,
-	codec.StatusJobNotFound:        sv2.ErrInvalidJobID,
-	codec.StatusIllegalVersionMask: sv2.ErrInvalidNonRollableVersion,
-	codec.StatusTimeTooOld:         sv2.ErrInvalidShare,
-	codec.StatusTimeTooNew:         sv2.ErrInvalidShare,
-	codec.StatusDuplicateShare:     sv2.ErrDuplicateShare,
-	codec.StatusLowDifficulty:      sv2.ErrDifficultyTooLow,
-	codec.StatusIllegalParams:      sv2.ErrBadExtranonceSize,
+// sv2Code maps the pool's verdicts to SubmitShares.Error codes.
+func sv2Code(s codec.Status) string {
+	switch s {
+	case codec.StatusJobNotFoundOrStale:
+		return sv2.ErrStaleShare
+	case codec.StatusJobNotFound:
+		return sv2.ErrInvalidJobID
+	case codec.StatusIllegalVersionMask:
+		return sv2.ErrInvalidNonRollableVersion
+	case codec.StatusDuplicateShare:
+		return sv2.ErrDuplicateShare
+	case codec.StatusLowDifficulty:
+		return sv2.ErrDifficultyTooLow
+	case codec.StatusIllegalParams:
+		return sv2.ErrBadExtranonceSize
+	}
+	return sv2.ErrInvalidShare // nTime out of bounds and anything else
 }
 
 // sv2ShareLocked validates a share with the pool's checks and answers it.
@@ -429,11 +436,7 @@ func (p *Pool) sv2ShareLocked(c *conn, chID, seq, jobID uint32, en []byte, ntime
 			NewSubmitsAcceptedCount: 1, NewSharesSum: uint64(max(chk.diff, 1))})
 		return
 	}
-	code := sv2Codes[status]
-	if code == "" {
-		code = sv2.ErrInvalidShare
-	}
-	p.sv2SendLocked(c, true, &sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: code})
+	p.sv2SendLocked(c, true, &sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: sv2Code(status)})
 }
 
 // SV2AuthorityKey is the authority key clients must configure (base58check

@@ -100,7 +100,7 @@ func ecdh(priv *btcec.PrivateKey, theirs, ours [64]byte, initiator bool) ([]byte
 type AuthorityKey [32]byte
 
 // authorityKeyVersion is the U16 LE prefix of the encoded form.
-var authorityKeyVersion = []byte{0x01, 0x00}
+const authorityKeyVersion = 1
 
 // ParseAuthorityKey reads base58check([01 00] ‖ x-only key). The older
 // unprefixed 32-byte form and any other version are refused: accepting them
@@ -115,8 +115,8 @@ func ParseAuthorityKey(s string) (AuthorityKey, error) {
 	if len(b) != 34 {
 		return k, fmt.Errorf("sv2 noise: authority key %q: %d bytes, want 34 (version 01 00 + 32-byte key)", s, len(b))
 	}
-	if !bytes.Equal(b[:2], authorityKeyVersion) {
-		return k, fmt.Errorf("sv2 noise: authority key %q: version %d, want 1", s, int(b[0])|int(b[1])<<8)
+	if v := int(b[0]) | int(b[1])<<8; v != authorityKeyVersion {
+		return k, fmt.Errorf("sv2 noise: authority key %q: version %d, want %d", s, v, authorityKeyVersion)
 	}
 	copy(k[:], b[2:])
 	if _, err := schnorr.ParsePubKey(k[:]); err != nil {
@@ -127,7 +127,7 @@ func ParseAuthorityKey(s string) (AuthorityKey, error) {
 
 // String is the base58check form.
 func (k AuthorityKey) String() string {
-	return base58CheckEncode(append(append([]byte{}, authorityKeyVersion...), k[:]...))
+	return base58CheckEncode(append([]byte{authorityKeyVersion, 0}, k[:]...))
 }
 
 // AuthorityKeyOf is the authority key of a secret key.

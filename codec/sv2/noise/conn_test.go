@@ -251,3 +251,29 @@ func TestMaxPayload(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// NewKey encodes a configured key: two encodings differ (random u) but both
+// decode to the key's x, and KeyFromParts refuses a foreign encoding.
+func TestNewKey(t *testing.T) {
+	priv, _ := newAuthority(t)
+	a, err := NewKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.EllSwift == b.EllSwift {
+		t.Fatal("two encodings are equal")
+	}
+	for _, k := range []Key{a, b} {
+		if x, err := DecodeEllSwift(k.EllSwift); err != nil || x != XOnly(priv.PubKey()) {
+			t.Fatalf("encoding decodes to %x (%v)", x, err)
+		}
+	}
+	other, _ := GenerateKey()
+	if _, err := KeyFromParts(priv, other.EllSwift); err == nil {
+		t.Fatal("foreign encoding accepted")
+	}
+}

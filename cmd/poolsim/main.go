@@ -36,7 +36,9 @@ A btcpool sserver stand-in for testing and benchmarking btcagent. Miners speak
 Stratum V1; connections whose mining.subscribe user agent starts with
 "btccom-agent/" get the BTCAgent protocol (ex-messages, SET_DIFF, subres).
 Every job carries its send time in coinb1 ("/ps:<unix-nano hex>/") so that a
-miner simulator can measure job fan-out latency.
+miner simulator can measure job fan-out latency. With -sv2-listen it also
+speaks Stratum V2 (Noise, extended and standard channels) on a second address
+and logs the authority public key clients must configure.
 
 Flags:
 `)

@@ -16,6 +16,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		"listen", "notify-interval", "block-every", "branches", "validate", "version-mask", "en2-size",
 		"default-diff", "fixed-diff", "json-diff", "vardiff", "share-target", "subres", "stats-file",
 		"stats-interval", "stats-addr", "write-timeout", "seed", "log-level",
+		"sv2-listen", "sv2-authority-secret", "sv2-cert-validity",
 	} {
 		if !strings.Contains(out.String(), "  -"+name+" ") && !strings.Contains(out.String(), "  -"+name+"\n") {
 			t.Errorf("flag -%s missing from the help:\n%s", name, out.String())

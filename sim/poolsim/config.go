@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/btcagent/btcagent/codec/sv2/noise"
+	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/sirupsen/logrus"
 )
 
@@ -70,6 +72,28 @@ type Config struct {
 	WriteTimeout  time.Duration // a connection whose peer stops reading for this long is closed; default 10s
 	Seed          uint64        // random seed for job contents; 0 picks one
 	Logger        logrus.FieldLogger
+
+	// SV2 mode: if SV2Listen is set, a second listener speaks Stratum V2
+	// (Noise handshake, extended and standard channels, docs/SV2.md).
+	SV2Listen          string
+	SV2AuthoritySecret string        // authority secret key (base58check or hex); empty: a random key (Pool.SV2AuthorityKey)
+	SV2CertValidity    time.Duration // lifetime of each handshake's certificate; default 1h
+}
+
+// sv2Authority parses SV2AuthoritySecret or draws a random key.
+func (cfg *Config) sv2Authority() (*btcec.PrivateKey, error) {
+	if cfg.SV2AuthoritySecret == "" {
+		k, err := btcec.NewPrivateKey()
+		if err != nil {
+			return nil, fmt.Errorf("poolsim: sv2 authority key: %w", err)
+		}
+		return k, nil
+	}
+	k, err := noise.ParseSecretKey(cfg.SV2AuthoritySecret)
+	if err != nil {
+		return nil, fmt.Errorf("poolsim: sv2 authority secret: %w", err)
+	}
+	return k, nil
 }
 
 // withDefaults returns cfg with defaults filled in, or an error for values
@@ -193,6 +217,12 @@ func (cfg *Config) RegisterFlags(fs *flag.FlagSet) (finish func()) {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", orDur(cfg.WriteTimeout, DefaultWriteTimeout),
 		"close a connection whose peer does not read for this long")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed for job contents (0: random)")
+	fs.StringVar(&cfg.SV2Listen, "sv2-listen", cfg.SV2Listen,
+		"if set: also accept Stratum V2 (Noise) connections on this address, e.g. 127.0.0.1:34254")
+	fs.StringVar(&cfg.SV2AuthoritySecret, "sv2-authority-secret", cfg.SV2AuthoritySecret,
+		"SV2 authority secret key (base58check as in SRI configs, or hex); empty: a random key, whose public key is logged")
+	fs.DurationVar(&cfg.SV2CertValidity, "sv2-cert-validity", orDur(cfg.SV2CertValidity, time.Hour),
+		"lifetime of the certificate signed for each SV2 handshake")
 	return func() {
 		cfg.NoSubres = !subres
 		cfg.Subres = subres

@@ -65,6 +65,7 @@ type conn struct {
 	sharesLeft int    // CloseAfterShares budget; 0 = off
 	closeNow   bool   // set when the budget ran out: flush and close
 	recent     frameRing
+	sv2        *sv2Conn // SV2 connections only
 
 	// output queue, guarded by wmu
 	wmu      sync.Mutex
@@ -243,6 +244,11 @@ func (p *Pool) removeConn(c *conn, err error) {
 	}
 	if c.plain != nil {
 		p.retireWorkerLocked(c.plain)
+	}
+	if c.sv2 != nil {
+		for _, ch := range c.sv2.channels {
+			p.retireWorkerLocked(ch.w)
+		}
 	}
 	c.wmu.Lock()
 	if c.closeErr != nil {

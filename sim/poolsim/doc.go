@@ -9,6 +9,12 @@
 // check against the worker's per-job difficulty ("full") or everything but
 // the hash ("structural", for cheap high-rate benchmarks).
 //
+// With Config.SV2Listen set, a second listener speaks Stratum V2: the Noise
+// handshake with a configurable authority key, extended channels (a 4-byte
+// extranonce prefix per channel) and standard channels for per-miner mode
+// (user_identity is the worker name), the same jobs, vardiff (SetTarget)
+// and share checks, answered with SubmitShares.Success/.Error (sv2.go).
+//
 // Everything a test wants to assert on is counted and exposed through
 // Pool.Stats and Pool.WaitFor; faults (pool crash, hang, refusal, slow
 // replies, restarts, failed authorization) can be injected at run time.

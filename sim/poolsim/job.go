@@ -37,6 +37,7 @@ type job struct {
 	dups     map[dupKey]struct{}
 	idBytes  []byte
 	prevHash string
+	sv2      *sv2Parts // SV2 form, built on first use (guarded by Pool.mu)
 }
 
 // dupKey is sserver's duplicate key: the pool-side extranonce (EN1 plus the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/codec"
+	"github.com/btcagent/btcagent/codec/sv2/noise"
 	"github.com/sirupsen/logrus"
 )
 
@@ -67,6 +68,12 @@ type Pool struct {
 	http      *http.Server
 	statsAddr string
 	statsDone chan struct{}
+
+	// SV2 mode (Config.SV2Listen); sv2ln and sv2addr guarded by mu
+	sv2ln   net.Listener
+	sv2addr string
+	sv2cfg  noise.ServerConfig
+	sv2auth noise.AuthorityKey
 }
 
 // maxClosed is how many closed connections Stats keeps for post-mortems.
@@ -108,6 +115,14 @@ func Start(cfg Config) (*Pool, error) {
 	}
 	p.ln, p.addr = ln, ln.Addr().String()
 	p.nextJob(true)
+	if cfg.SV2Listen != "" {
+		if err := p.startSV2(); err != nil {
+			ln.Close()
+			close(p.stop)
+			p.wg.Wait()
+			return nil, err
+		}
+	}
 	if cfg.StatsAddr != "" {
 		if err := p.startHTTP(cfg.StatsAddr); err != nil {
 			ln.Close()
@@ -146,6 +161,11 @@ func (p *Pool) Close() error {
 	if p.ln != nil {
 		if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("poolsim: close listener: %w", err))
+		}
+	}
+	if p.sv2ln != nil {
+		if err := p.sv2ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("poolsim: close sv2 listener: %w", err))
 		}
 	}
 	for _, c := range p.conns {
@@ -309,6 +329,11 @@ func (p *Pool) publishLocked(j *job, newBlock bool, plans map[*conn][]byte) []*c
 	targets := make([]*conn, 0, len(p.conns))
 	for _, c := range p.conns {
 		if !c.authorized {
+			continue
+		}
+		if c.sv2 != nil {
+			p.sv2PublishLocked(c, j, newBlock)
+			targets = append(targets, c)
 			continue
 		}
 		prefix := plans[c]
@@ -547,10 +572,13 @@ func (p *Pool) Restart() error {
 		p.mu.Unlock()
 		return errors.New("poolsim: restart: pool is closed")
 	}
-	old := p.ln
-	p.ln = nil
+	old, oldSV2 := p.ln, p.sv2ln
+	p.ln, p.sv2ln = nil, nil
 	if old != nil {
 		old.Close()
+	}
+	if oldSV2 != nil {
+		oldSV2.Close()
 	}
 	done := make([]chan struct{}, 0, len(p.conns))
 	for _, c := range p.conns {
@@ -569,13 +597,28 @@ func (p *Pool) Restart() error {
 	if err != nil {
 		return fmt.Errorf("poolsim: restart: listen on %s: %w", addr, err)
 	}
+	var sv2ln net.Listener
+	if oldSV2 != nil {
+		if sv2ln, err = net.Listen("tcp", p.sv2addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("poolsim: restart: listen for sv2 on %s: %w", p.sv2addr, err)
+		}
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		ln.Close()
+		if sv2ln != nil {
+			sv2ln.Close()
+		}
 		return errors.New("poolsim: restart: pool closed meanwhile")
 	}
 	p.ln = ln
+	if sv2ln != nil {
+		p.sv2ln = sv2ln
+		p.wg.Add(1)
+		go p.sv2AcceptLoop(sv2ln)
+	}
 	p.tot.restarts++
 	p.eventLocked(0, "restart", addr)
 	p.wg.Add(1)

@@ -139,6 +139,10 @@ func (p *Pool) planDiffsLocked(seq uint64) map[*conn][]byte {
 		if !c.authorized {
 			continue
 		}
+		if c.sv2 != nil {
+			p.sv2PlanLocked(c, seq, now, vardiff)
+			continue
+		}
 		var out []byte
 		if c.agent {
 			var groups map[uint8][]uint16
@@ -260,6 +264,7 @@ type shareCheck struct {
 	nonce   uint32
 	diff    float64
 	tgt     *codec.Target
+	en1b    [4]byte // the extranonce1 the share is hashed with
 }
 
 func rejected(s codec.Status) shareCheck { return shareCheck{done: true, status: s} }
@@ -268,7 +273,7 @@ func rejected(s codec.Status) shareCheck { return shareCheck{done: true, status:
 // current block (21), version bits inside the mask (33), nTime bounds
 // (31/32), duplicate (22). Passing shares are entered in the job's
 // duplicate set and get the worker's difficulty for that job.
-func (p *Pool) precheckLocked(c *conn, w *worker, j *job, en2 uint64, ntime, nonce, vbits uint32, hasVer bool, mask uint32) shareCheck {
+func (p *Pool) precheckLocked(w *worker, j *job, en1 uint32, en1b [4]byte, en2 uint64, ntime, nonce, vbits uint32, hasVer bool, mask uint32) shareCheck {
 	if j == nil || j.block != p.block {
 		return rejected(codec.StatusJobNotFoundOrStale)
 	}
@@ -286,14 +291,13 @@ func (p *Pool) precheckLocked(c *conn, w *worker, j *job, en2 uint64, ntime, non
 	if uint64(ntime) > uint64(j.ntime)+MaxNTimeAhead {
 		return rejected(codec.StatusTimeTooNew)
 	}
-	en1, _ := c.en1For(j)
 	key := dupKey{en1: en1, en2: en2, nonce: nonce, ntime: ntime, bits: vbits}
 	if _, dup := j.dups[key]; dup {
 		return rejected(codec.StatusDuplicateShare)
 	}
 	j.dups[key] = struct{}{}
 	st := w.stepFor(j.seq)
-	return shareCheck{job: j, version: ver, ntime: ntime, nonce: nonce, diff: st.diff, tgt: &st.tgt}
+	return shareCheck{job: j, version: ver, ntime: ntime, nonce: nonce, diff: st.diff, tgt: &st.tgt, en1b: en1b}
 }
 
 // judgeLocked finishes a share. In full mode the hash is computed with the
@@ -307,9 +311,8 @@ func (p *Pool) judgeLocked(c *conn, chk *shareCheck, en2 []byte) codec.Status {
 		return codec.StatusAccept
 	}
 	tgt := *chk.tgt // the step may be pruned while unlocked
-	_, en1b := c.en1For(chk.job)
 	p.mu.Unlock()
-	h := chk.job.hash.Hash(en1b[:], en2, chk.version, chk.ntime, chk.nonce)
+	h := chk.job.hash.Hash(chk.en1b[:], en2, chk.version, chk.ntime, chk.nonce)
 	p.mu.Lock()
 	switch {
 	case chk.job.netTgt.Met(h):
@@ -461,7 +464,8 @@ func (p *Pool) agentShareLocked(c *conn, f codec.Frame) {
 	if ntime == 0 && j != nil {
 		ntime = j.ntime // a missing nTime means the job's
 	}
-	chk := p.precheckLocked(c, w, j, beUint(en2b), ntime, s.Nonce, s.VersionBits, s.HasVersion, p.cfg.VersionMask)
+	en1, en1b := c.en1For(j)
+	chk := p.precheckLocked(w, j, en1, en1b, beUint(en2b), ntime, s.Nonce, s.VersionBits, s.HasVersion, p.cfg.VersionMask)
 	idx := c.submitIdx
 	c.submitIdx++
 	status := p.judgeLocked(c, &chk, en2b)
@@ -528,7 +532,9 @@ func (p *Pool) plainSubmit(c *conn, req *codec.Request) {
 		return
 	}
 	en2b := en2[:en2Size]
-	chk := p.precheckLocked(c, w, p.jobByIDLocked(sub.JobID), beUint(en2b), sub.NTime, sub.Nonce, sub.VersionBits, sub.HasVersion, c.verMask)
+	j := p.jobByIDLocked(sub.JobID)
+	en1, en1b := c.en1For(j)
+	chk := p.precheckLocked(w, j, en1, en1b, beUint(en2b), sub.NTime, sub.Nonce, sub.VersionBits, sub.HasVersion, c.verMask)
 	status := p.judgeLocked(c, &chk, en2b)
 	p.recordLocked(c, w, &chk, status)
 	if status.Accepted() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/codec"
+	"github.com/btcagent/btcagent/codec/sv2"
 )
 
 // Stats is a deep-copied snapshot of everything the pool counts. Rejected
@@ -70,6 +71,7 @@ type ConnStats struct {
 	ID           uint64                  `json:"id"`
 	Remote       string                  `json:"remote"`
 	Agent        bool                    `json:"agent"`
+	SV2          bool                    `json:"sv2,omitempty"` // an SV2 (Noise) connection; its frames are counted by SV2 message name
 	UserAgent    string                  `json:"user_agent"`
 	Subscribed   bool                    `json:"subscribed"`
 	Authorized   bool                    `json:"authorized"`
@@ -199,6 +201,14 @@ func (p *Pool) Stats() Stats {
 	return p.snapshotLocked()
 }
 
+func sv2Map(m map[uint8]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[sv2.MsgName(k)] = v
+	}
+	return out
+}
+
 func cmdMap(m map[byte]uint64) map[string]uint64 {
 	out := make(map[string]uint64, len(m))
 	for k, v := range m {
@@ -238,6 +248,11 @@ func (c *conn) statsLocked() ConnStats {
 	}
 	if c.configured {
 		cs.VersionMask = codec.Hex32(c.verMask)
+	}
+	if c.sv2 != nil {
+		cs.SV2 = true
+		cs.FramesIn, cs.FramesOut = sv2Map(c.sv2.in), sv2Map(c.sv2.out)
+		cs.Workers = len(c.sv2.channels)
 	}
 	if c.plain != nil {
 		cs.Workers = 1

@@ -173,6 +173,8 @@ func TestConfigErrors(t *testing.T) {
 		{FixedDiff: 3},
 		{JSONDiff: -1},
 		{Listen: "256.0.0.1:0"},
+		{Listen: "127.0.0.1:0", SV2Listen: "127.0.0.1:0", SV2AuthoritySecret: "not-a-key"},
+		{Listen: "127.0.0.1:0", SV2Listen: "256.0.0.1:0"},
 	} {
 		if p, err := Start(cfg); err == nil {
 			p.Close()
@@ -191,6 +193,7 @@ func TestRegisterFlags(t *testing.T) {
 		"-validate", "structural", "-version-mask", "0x00ffe000", "-en2-size", "4", "-default-diff", "64",
 		"-fixed-diff", "128", "-json-diff", "0.001", "-vardiff", "-share-target", "3s", "-subres=false",
 		"-stats-file", "x.json", "-stats-interval", "1s", "-stats-addr", "127.0.0.1:0", "-write-timeout", "2s", "-seed", "7",
+		"-sv2-listen", "127.0.0.1:0", "-sv2-authority-secret", "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n", "-sv2-cert-validity", "10m",
 	}
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -201,6 +204,7 @@ func TestRegisterFlags(t *testing.T) {
 		Validate: ValidateStructural, VersionMask: 0x00ffe000, EN2Size: 4, DefaultDiff: 64, FixedDiff: 128,
 		JSONDiff: 0.001, Vardiff: true, ShareTarget: 3 * time.Second, NoSubres: true, StatsFile: "x.json",
 		StatsInterval: time.Second, StatsAddr: "127.0.0.1:0", WriteTimeout: 2 * time.Second, Seed: 7,
+		SV2Listen: "127.0.0.1:0", SV2AuthoritySecret: "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n", SV2CertValidity: 10 * time.Minute,
 	}
 	if cfg != want {
 		t.Fatalf("flags gave\n%+v\nwant\n%+v", cfg, want)

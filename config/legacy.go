@@ -238,10 +238,14 @@ func fromLegacy(data []byte, name string) (*Config, []string, error) {
 	if useTLS && skipVerify {
 		lg.warn("pool TLS certificates are not verified (legacy default); set tls_skip_verify = false if the pool has a valid certificate")
 	}
-	lg.pools(m, &l, useTLS, useTLS && skipVerify)
+	multi := lg.boolean(m, "multi_user_mode", false)
+	lg.pools(m, &l, useTLS, useTLS && skipVerify, multi)
 
 	if n, ok := lg.integer(adv, "pool_connection_number_per_subaccount"); ok {
 		c.Upstream.Connections = n
+	}
+	if multi {
+		lg.multiUser(&l, c.Upstream.Connections)
 	}
 	lg.seconds(adv, "pool_connection_dial_timeout_seconds", &c.Upstream.DialTimeout)
 	lg.seconds(adv, "pool_connection_read_timeout_seconds", &c.Upstream.DeadAfter)
@@ -288,7 +292,9 @@ func fromLegacy(data []byte, name string) (*Config, []string, error) {
 	return c, lg.warns, nil
 }
 
-func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify bool) {
+// pools imports the failover list. In multi-user mode the sub-accounts in
+// it are ignored, as the old agent ignored them: the miners' names choose.
+func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify, multi bool) {
 	raw, ok := m["pools"]
 	if !ok {
 		lg.fail("legacy key \"pools\" is missing")
@@ -323,17 +329,32 @@ func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify bool) 
 			}
 		}
 		p := Pool{Host: host, Port: port, TLS: useTLS, TLSSkipVerify: skipVerify}
-		if i == 0 {
+		switch {
+		case multi:
+		case i == 0:
 			if user == "" {
-				lg.fail("legacy pools[0] has no sub-account; one is required (multi-user mode, where miners choose the sub-account, is not supported)")
+				lg.fail("legacy pools[0] has no sub-account; one is required unless multi_user_mode is true")
 				return
 			}
 			l.PoolUser = user
-		} else if user != "" && user != l.PoolUser {
+		case user != "" && user != l.PoolUser:
 			p.User = user
 		}
 		l.Pools = append(l.Pools, p)
 	}
+}
+
+// multiUser carries multi_user_mode over: every sub-account gets as many
+// links as the old agent opened per sub-account, and no cap below the
+// highest, since the old agent had none. It closed a sub-account's links
+// as soon as its last miner left; the grace default here only spares
+// reconnecting miners a new login, so it is kept.
+func (lg *legacy) multiUser(l *Listener, perSubAccount int) {
+	l.MultiUser = true
+	l.SubAccounts = DefaultSubAccounts()
+	l.SubAccounts.Connections = perSubAccount
+	l.SubAccounts.Max = MaxSubAccountsLimit
+	lg.warn("multi_user_mode: a miner whose name has no dot (no sub-account) is refused; the old agent took the whole name as the sub-account")
 }
 
 // proxies imports the old agent's proxy list and its switches, with the old
@@ -425,9 +446,6 @@ func (lg *legacy) workerName(m map[string]any) (PluginSpec, bool) {
 // unsupported warns about keys that are understood but have no effect here,
 // and about keys that are not known at all.
 func (lg *legacy) unsupported(m map[string]any) {
-	if lg.boolean(m, "multi_user_mode", false) {
-		lg.warn("multi_user_mode is not supported: every miner works for pool_user %q (the first pool's sub-account), whatever sub-account its worker name carries", firstUser(m))
-	}
 	if lg.boolean(m, "use_iocp", false) {
 		lg.warn("use_iocp is not needed and was ignored")
 	}
@@ -446,16 +464,6 @@ func (lg *legacy) unsupported(m map[string]any) {
 	for _, k := range unknown {
 		lg.warn("unknown legacy key %q was ignored", k)
 	}
-}
-
-func firstUser(m map[string]any) string {
-	if list, ok := m["pools"].([]any); ok && len(list) > 0 {
-		if e, ok := list[0].([]any); ok && len(e) == 3 {
-			s, _ := e[2].(string)
-			return s
-		}
-	}
-	return ""
 }
 
 // decodeJSON parses the legacy file, reporting syntax errors with a line and

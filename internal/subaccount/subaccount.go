@@ -147,11 +147,12 @@ func NewAllowList(names []string, pattern string) (*AllowList, error) {
 
 // CompilePattern compiles an allow pattern anchored at both ends.
 func CompilePattern(pattern string) (*regexp.Regexp, error) {
-	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
-	if err != nil {
-		return nil, fmt.Errorf("allow pattern %q: %w", pattern, err)
+	// The pattern alone first, so an error quotes what the operator wrote
+	// rather than the anchored form.
+	if _, err := regexp.Compile(pattern); err != nil {
+		return nil, fmt.Errorf("allow_pattern %q: %w", pattern, err)
 	}
-	return re, nil
+	return regexp.MustCompile(`^(?:` + pattern + `)$`), nil
 }
 
 // Open reports whether the list admits every name.

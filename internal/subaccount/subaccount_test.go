@@ -147,7 +147,7 @@ func TestNewAllowListErrors(t *testing.T) {
 	}{
 		{names: []string{"alice", "b.ob"}, err: `allow-list: sub-account name "b.ob" contains a dot`},
 		{names: []string{""}, err: "allow-list: sub-account name is empty"},
-		{pattern: "cust[0-9", err: `allow pattern "cust[0-9": error parsing regexp: missing closing ]`},
+		{pattern: "cust[0-9", err: "allow_pattern \"cust[0-9\": error parsing regexp: missing closing ]: `[0-9`"},
 	} {
 		_, err := NewAllowList(tc.names, tc.pattern)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {

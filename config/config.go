@@ -112,13 +112,20 @@ type Listener struct {
 	Name        string `toml:"name"`        // label in logs and metrics; default Key()
 	Address     string `toml:"address"`     // IP to bind; default "0.0.0.0"
 	Port        int    `toml:"port"`        // required, 1..65535, unique across listeners
-	PoolUser    string `toml:"pool_user"`   // required: the pool sub-account
+	PoolUser    string `toml:"pool_user"`   // required unless MultiUser: the pool sub-account
 	Connections int    `toml:"connections"` // upstream links; 0 in the file = Upstream.Connections
 	// StratumWorker is the worker part of "<pool user>.<worker>" that the
 	// listener's aggregated "stratum" pool links authorize as; default: the
 	// listener's name with anything but [A-Za-z0-9_-] replaced by '_'.
 	StratumWorker string `toml:"stratum_worker"`
-	Pools         []Pool `toml:"pool"` // [[listen.pool]]: ordered failover list, at least one
+	// MultiUser lets each miner's name choose the sub-account: "alice.rig7"
+	// works for "alice" as "rig7", on pool links of alice's own, and a name
+	// without a dot is refused. PoolUser and the pools' User must then be
+	// empty. SubAccounts tunes it ([listen.subaccounts]); after
+	// ApplyDefaults it is filled for every multi-user listener.
+	MultiUser   bool              `toml:"multi_user"`
+	SubAccounts SubAccountOptions `toml:"subaccounts"`
+	Pools       []Pool            `toml:"pool"` // [[listen.pool]]: ordered failover list, at least one
 }
 
 // Pool is one pool endpoint in a listener's failover list.
@@ -238,6 +245,7 @@ func (c *Config) ApplyDefaults() {
 		if l.Connections == 0 {
 			l.Connections = c.Upstream.Connections
 		}
+		l.applySubAccountDefaults()
 		for j := range l.Pools {
 			if l.Pools[j].Protocol == "" {
 				l.Pools[j].Protocol = ProtocolAgent

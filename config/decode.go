@@ -27,6 +27,11 @@ var (
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
+// presetter is a table type whose defaults are set before its keys are
+// read. Tables inside arrays of tables start from zero values, so without
+// this a key written as 0 could not be told from one left out.
+type presetter interface{ presetDefaults() }
+
 func (d *decoder) fail(p keyPath, format string, args ...any) error {
 	return &Error{
 		File: d.file,
@@ -77,6 +82,11 @@ func (d *decoder) decode(data any, rv reflect.Value, p keyPath) error {
 		m, ok := data.(map[string]any)
 		if !ok {
 			return d.wrongType(p, "table", data)
+		}
+		if rv.CanAddr() {
+			if pd, ok := rv.Addr().Interface().(presetter); ok {
+				pd.presetDefaults()
+			}
 		}
 		return d.structFields(m, rv, p)
 	case reflect.Map:

@@ -113,12 +113,18 @@ func (c *Config) writeListener(e *encoder, l *Listener) {
 		e.kv("address", l.Address)
 	}
 	e.kv("port", l.Port)
-	e.kv("pool_user", l.PoolUser)
+	if l.PoolUser != "" || !l.MultiUser {
+		e.kv("pool_user", l.PoolUser)
+	}
 	if l.Connections != 0 && l.Connections != c.Upstream.Connections {
 		e.kv("connections", l.Connections)
 	}
 	if l.StratumWorker != "" {
 		e.kv("stratum_worker", l.StratumWorker)
+	}
+	if l.MultiUser {
+		e.kv("multi_user", true)
+		writeSubAccounts(e, l)
 	}
 	for i := range l.Pools {
 		p := &l.Pools[i]
@@ -147,6 +153,19 @@ func (c *Config) writeListener(e *encoder, l *Listener) {
 			e.kv("proxy_fallback_direct", *p.ProxyFallbackDirect)
 		}
 	}
+}
+
+// writeSubAccounts writes the [listen.subaccounts] keys that differ from
+// their defaults (connections: from the listener's), and no header if none.
+func writeSubAccounts(e *encoder, l *Listener) {
+	s, def := l.SubAccounts, DefaultSubAccounts()
+	if s.Connections == l.Connections {
+		s.Connections = 0
+	}
+	if len(s.Allow) == 0 {
+		s.Allow = nil
+	}
+	e.fields("listen.subaccounts", reflect.ValueOf(&s).Elem(), reflect.ValueOf(&def).Elem())
 }
 
 func writePlugin(e *encoder, s *PluginSpec) {

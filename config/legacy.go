@@ -12,8 +12,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/btcagent/btcagent/internal/proxydial"
 )
 
 // The original btccom btcagent read a JSON file (agent_conf.json). These
@@ -238,10 +236,14 @@ func fromLegacy(data []byte, name string) (*Config, []string, error) {
 	if useTLS && skipVerify {
 		lg.warn("pool TLS certificates are not verified (legacy default); set tls_skip_verify = false if the pool has a valid certificate")
 	}
-	lg.pools(m, &l, useTLS, useTLS && skipVerify)
+	multi := lg.boolean(m, "multi_user_mode", false)
+	lg.pools(m, &l, useTLS, useTLS && skipVerify, multi)
 
 	if n, ok := lg.integer(adv, "pool_connection_number_per_subaccount"); ok {
 		c.Upstream.Connections = n
+	}
+	if multi {
+		lg.multiUser(&l, c.Upstream.Connections)
 	}
 	lg.seconds(adv, "pool_connection_dial_timeout_seconds", &c.Upstream.DialTimeout)
 	lg.seconds(adv, "pool_connection_read_timeout_seconds", &c.Upstream.DeadAfter)
@@ -288,7 +290,9 @@ func fromLegacy(data []byte, name string) (*Config, []string, error) {
 	return c, lg.warns, nil
 }
 
-func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify bool) {
+// pools imports the failover list. In multi-user mode the sub-accounts in
+// it are ignored, as the old agent ignored them: the miners' names choose.
+func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify, multi bool) {
 	raw, ok := m["pools"]
 	if !ok {
 		lg.fail("legacy key \"pools\" is missing")
@@ -323,82 +327,32 @@ func (lg *legacy) pools(m map[string]any, l *Listener, useTLS, skipVerify bool) 
 			}
 		}
 		p := Pool{Host: host, Port: port, TLS: useTLS, TLSSkipVerify: skipVerify}
-		if i == 0 {
+		switch {
+		case multi:
+		case i == 0:
 			if user == "" {
-				lg.fail("legacy pools[0] has no sub-account; one is required (multi-user mode, where miners choose the sub-account, is not supported)")
+				lg.fail("legacy pools[0] has no sub-account; one is required unless multi_user_mode is true")
 				return
 			}
 			l.PoolUser = user
-		} else if user != "" && user != l.PoolUser {
+		case user != "" && user != l.PoolUser:
 			p.User = user
 		}
 		l.Pools = append(l.Pools, p)
 	}
 }
 
-// proxies imports the old agent's proxy list and its switches, with the old
-// defaults: use_proxy on, no direct race, direct fallback on.
-func (lg *legacy) proxies(m map[string]any, u *UpstreamOptions) {
-	raw, ok := m["proxy"]
-	use := lg.boolean(m, "use_proxy", true)
-	with := lg.boolean(m, "direct_connect_with_proxy", false)
-	after := lg.boolean(m, "direct_connect_after_proxy", true)
-	if !ok || raw == nil {
-		return
-	}
-	list, isArr := raw.([]any)
-	if !isArr {
-		lg.fail("legacy key \"proxy\" must be an array of proxy URLs, got %s", jsonType(raw))
-		return
-	}
-	var out []string
-	for i, e := range list {
-		s, isStr := e.(string)
-		if !isStr {
-			lg.fail("legacy proxy[%d] must be a string, got %s", i, jsonType(e))
-			return
-		}
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if s != proxydial.System {
-			s = lg.proxyURL(i, s)
-		}
-		if s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	if len(out) == 0 {
-		return
-	}
-	if !use {
-		lg.warn("use_proxy is false: the proxy list was not imported and pools are dialed directly")
-		return
-	}
-	u.Proxy, u.ProxyRaceDirect, u.ProxyFallbackDirect = out, with, after
-}
-
-// proxyURL carries an old proxy entry over: no scheme meant HTTP, and
-// socks/socks4/socks4a all meant SOCKS5 to the old agent.
-func (lg *legacy) proxyURL(i int, s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		scheme, rest = "http", s
-	}
-	switch strings.ToLower(scheme) {
-	case "socks", "socks4", "socks4a":
-		if !strings.EqualFold(scheme, "socks") {
-			lg.warn("proxy[%d] uses %s://; it is used as socks5://, as the old agent did", i, strings.ToLower(scheme))
-		}
-		scheme = "socks5"
-	}
-	s = strings.ToLower(scheme) + "://" + rest
-	if _, err := proxydial.ParseURL(s); err != nil {
-		lg.fail("legacy proxy[%d]: %v", i, err)
-		return ""
-	}
-	return s
+// multiUser carries multi_user_mode over: every sub-account gets as many
+// links as the old agent opened per sub-account, and no cap below the
+// highest, since the old agent had none. It closed a sub-account's links
+// as soon as its last miner left; the grace default here only spares
+// reconnecting miners a new login, so it is kept.
+func (lg *legacy) multiUser(l *Listener, perSubAccount int) {
+	l.MultiUser = true
+	l.SubAccounts = DefaultSubAccounts()
+	l.SubAccounts.Connections = perSubAccount
+	l.SubAccounts.Max = MaxSubAccountsLimit
+	lg.warn("multi_user_mode: a miner whose name has no dot (no sub-account) is refused; the old agent took the whole name as the sub-account")
 }
 
 // workerName maps the three worker-name options onto the worker-name
@@ -425,9 +379,6 @@ func (lg *legacy) workerName(m map[string]any) (PluginSpec, bool) {
 // unsupported warns about keys that are understood but have no effect here,
 // and about keys that are not known at all.
 func (lg *legacy) unsupported(m map[string]any) {
-	if lg.boolean(m, "multi_user_mode", false) {
-		lg.warn("multi_user_mode is not supported: every miner works for pool_user %q (the first pool's sub-account), whatever sub-account its worker name carries", firstUser(m))
-	}
 	if lg.boolean(m, "use_iocp", false) {
 		lg.warn("use_iocp is not needed and was ignored")
 	}
@@ -446,16 +397,6 @@ func (lg *legacy) unsupported(m map[string]any) {
 	for _, k := range unknown {
 		lg.warn("unknown legacy key %q was ignored", k)
 	}
-}
-
-func firstUser(m map[string]any) string {
-	if list, ok := m["pools"].([]any); ok && len(list) > 0 {
-		if e, ok := list[0].([]any); ok && len(e) == 3 {
-			s, _ := e[2].(string)
-			return s
-		}
-	}
-	return ""
 }
 
 // decodeJSON parses the legacy file, reporting syntax errors with a line and

@@ -142,7 +142,7 @@ func TestLegacyFullOptions(t *testing.T) {
 	wantWarn := []string{
 		"advanced.bitcoin_default_version_mask is not supported",
 		"advanced.message_queue_size is not supported",
-		`multi_user_mode is not supported: every miner works for pool_user "YourSubAccountName"`,
+		"multi_user_mode: a miner whose name has no dot (no sub-account) is refused",
 	}
 	if len(warns) != len(wantWarn) {
 		t.Errorf("warnings: %q", warns)
@@ -159,8 +159,8 @@ func TestLegacyFullOptions(t *testing.T) {
 	if len(c.Listen[0].Pools) != 3 || c.Listen[0].Pools[1].Port != 443 || c.Listen[0].Pools[1].User != "" || c.Listen[0].Pools[0].TLS {
 		t.Errorf("pools: %+v", c.Listen[0].Pools)
 	}
-	if c.Listen[0].Connections != 5 {
-		t.Errorf("listener connections = %d", c.Listen[0].Connections)
+	if c.Listen[0].Connections != 5 || c.Listen[0].SubAccounts.Connections != 5 {
+		t.Errorf("listener connections = %d, per sub-account %d", c.Listen[0].Connections, c.Listen[0].SubAccounts.Connections)
 	}
 }
 
@@ -231,7 +231,8 @@ func TestLegacyErrors(t *testing.T) {
 		{`{"agent_listen_port": "3333", "pools": [["p", 1, "u"]]}`, `agent_conf.json: legacy key "agent_listen_port": must be a number, got string "3333"`},
 		{`{"agent_listen_port": 3333}`, `agent_conf.json: legacy key "pools" is missing`},
 		{`{"agent_listen_port": 3333, "pools": []}`, `legacy key "pools" must be a non-empty array`},
-		{`{"agent_listen_port": 3333, "pools": [["p", 1]]}`, `legacy pools[0] has no sub-account`},
+		{`{"agent_listen_port": 3333, "pools": [["p", 1]]}`, `legacy pools[0] has no sub-account; one is required unless multi_user_mode is true`},
+		{`{"agent_listen_port": 3333, "multi_user_mode": 1, "pools": [["p", 1]]}`, `legacy key "multi_user_mode" must be true or false, got number 1`},
 		{`{"agent_listen_port": 3333, "pools": [["p", "x", "u"]]}`, `legacy pools[0]: port must be a number, got string "x"`},
 		{`{"agent_listen_port": 3333, "pool_use_tls": "yes", "pools": [["p", 1, "u"]]}`, `legacy key "pool_use_tls" must be true or false`},
 		{`{"agent_listen_port": 70000, "pools": [["p", 1, "u"]]}`, `agent_conf.json: after conversion from legacy JSON: listen[0]: port 70000 is out of range 1..65535`},

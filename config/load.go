@@ -97,6 +97,9 @@ func checkRequired(raw map[string]any, d *decoder) error {
 	for i, l := range tables(raw["listen"]) {
 		p := lp.elem(i)
 		for _, k := range []string{"port", "pool_user"} {
+			if multi, _ := l["multi_user"].(bool); multi && k == "pool_user" {
+				continue // the miners' names choose the sub-account
+			}
 			if _, ok := l[k]; !ok {
 				return d.fail(p, "%s: missing required key %q", p.indexed(), k)
 			}

@@ -242,7 +242,7 @@ func (c *Config) validateListeners() *Error {
 			}
 			names[l.Name] = i
 		}
-		if l.PoolUser == "" {
+		if l.PoolUser == "" && !l.MultiUser {
 			return errorAt(p.child("pool_user"), "%s: pool_user is required and must not be empty", label)
 		}
 		if strings.ContainsFunc(l.PoolUser, isSpaceOrControl) {
@@ -263,6 +263,9 @@ func (c *Config) validateListeners() *Error {
 			if err := validatePool(&l.Pools[j], p.child("pool").elem(j)); err != nil {
 				return err
 			}
+		}
+		if err := validateMultiUser(l, p, label); err != nil {
+			return err
 		}
 	}
 	return nil

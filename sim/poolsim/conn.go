@@ -48,6 +48,7 @@ type conn struct {
 	verMask    uint32 // granted by mining.configure (plain miners)
 	userAgent  string
 	user       string
+	subAccount string             // user up to its first dot, as sserver reads it
 	workers    map[uint16]*worker // agent connections: registered sessions
 	plain      *worker            // plain miners: the authorized worker
 	submitIdx  uint16             // next SUBMIT_RESPONSE index
@@ -558,6 +559,10 @@ func (p *Pool) authorizeLocked(c *conn, req *codec.Request) {
 	}
 	c.authorized = true
 	c.user = user
+	c.subAccount = subAccountOf(user)
+	if c.subAccount != "" {
+		p.subAuth[c.subAccount]++
+	}
 	if c.agent {
 		c.workers = make(map[uint16]*worker)
 	} else {
@@ -565,7 +570,8 @@ func (p *Pool) authorizeLocked(c *conn, req *codec.Request) {
 		if name == "" {
 			name = codec.DefaultWorkerName
 		}
-		c.plain = p.newWorkerLocked(c, name, 0, false, c.userAgent)
+		_, part, _ := strings.Cut(user, ".")
+		c.plain = p.newWorkerLocked(c, name, part, 0, false, c.userAgent)
 	}
 	p.eventLocked(c.id, "authorize", strconv.Quote(user))
 	// Reply, then the difficulty, then the current job with clean_jobs

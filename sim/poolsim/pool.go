@@ -42,7 +42,8 @@ type Pool struct {
 	block    uint64 // seq of the job that started the current block
 	inBlock  int    // jobs published in the current block
 	records  map[string]*workerRecord
-	live     int // registered workers right now
+	subAuth  map[string]uint64 // authorizations per sub-account, ever
+	live     int               // registered workers right now
 	tot      totals
 	events   eventRing
 	closedCS []ConnStats // most recently closed connections, oldest first
@@ -100,6 +101,7 @@ func Start(cfg Config) (*Pool, error) {
 		en1Next:   1,
 		rng:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		records:   make(map[string]*workerRecord),
+		subAuth:   make(map[string]uint64),
 		events:    newEventRing(512),
 		stop:      make(chan struct{}),
 		tot:       totals{rejected: make(map[codec.Status]uint64)},

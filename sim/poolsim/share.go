@@ -53,11 +53,13 @@ func (w *worker) stepFor(seq uint64) *diffStep {
 	return &w.steps[0]
 }
 
-func (p *Pool) newWorkerLocked(c *conn, name string, sid uint16, agent bool, ua string) *worker {
+// newWorkerLocked starts a session under full name name; part is the
+// worker part after the sub-account.
+func (p *Pool) newWorkerLocked(c *conn, name, part string, sid uint16, agent bool, ua string) *worker {
 	rec := p.records[name]
 	if rec == nil {
 		rec = &workerRecord{
-			stats:    WorkerStats{Name: name, Rejected: make(map[codec.Status]uint64)},
+			stats:    WorkerStats{Name: name, SubAccount: c.subAccount, Worker: part, Rejected: make(map[codec.Status]uint64)},
 			sessions: make(map[*worker]struct{}),
 		}
 		p.records[name] = rec
@@ -421,7 +423,9 @@ func (p *Pool) registerLocked(c *conn, f codec.Frame) {
 	if name == "" {
 		name = codec.DefaultWorkerName
 	}
-	c.workers[reg.SessionID] = p.newWorkerLocked(c, c.user+"."+name, reg.SessionID, true, codec.FilterName(reg.Agent))
+	// sserver files agent sessions under the link's sub-account, the
+	// authorize name up to its first dot.
+	c.workers[reg.SessionID] = p.newWorkerLocked(c, c.subAccount+"."+name, name, reg.SessionID, true, codec.FilterName(reg.Agent))
 }
 
 func (p *Pool) unregisterLocked(c *conn, f codec.Frame) {

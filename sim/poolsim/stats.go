@@ -27,9 +27,12 @@ type Stats struct {
 	Job     JobInfo                `json:"job"`
 	Conns   []ConnStats            `json:"conns"`            // open connections, by ID
 	Closed  []ConnStats            `json:"closed,omitempty"` // the last 64 closed connections, oldest first
-	Workers map[string]WorkerStats `json:"workers"`          // by full name: "<authorize user>.<worker>" for agent workers, the authorize user for plain miners
-	Events  []Event                `json:"events"`           // the most recent events, oldest first
-	TCP     []ConnTCP              `json:"tcp,omitempty"`    // only in the stats file and HTTP output
+	Workers map[string]WorkerStats `json:"workers"`          // by full name: "<sub-account>.<worker>" for agent workers, the authorize name for plain miners
+	// SubAccounts are per sub-account (the authorize name up to its first
+	// dot): links, workers and share counts. See LinksFor and AcceptedFor.
+	SubAccounts map[string]SubAccountStats `json:"sub_accounts"`
+	Events      []Event                    `json:"events"`        // the most recent events, oldest first
+	TCP         []ConnTCP                  `json:"tcp,omitempty"` // only in the stats file and HTTP output
 }
 
 // Totals are pool-wide counters; byte counts include closed connections.
@@ -76,6 +79,7 @@ type ConnStats struct {
 	Subscribed   bool                    `json:"subscribed"`
 	Authorized   bool                    `json:"authorized"`
 	User         string                  `json:"user"`
+	SubAccount   string                  `json:"sub_account,omitempty"` // User up to its first dot, once authorized
 	EN1          string                  `json:"en1"`
 	VersionMask  string                  `json:"version_mask,omitempty"` // granted by mining.configure
 	Subres       bool                    `json:"subres"`
@@ -103,6 +107,8 @@ type ConnStats struct {
 // WorkerStats describes one worker name. It survives disconnects.
 type WorkerStats struct {
 	Name       string                  `json:"name"`
+	SubAccount string                  `json:"sub_account"` // the link's authorize name up to its first dot
+	Worker     string                  `json:"worker"`      // the part after it: the REGISTER name, or a plain miner's
 	Online     bool                    `json:"online"`
 	Sessions   int                     `json:"sessions"` // live sessions with this name
 	Conn       uint64                  `json:"conn"`     // connection of the latest registration
@@ -226,6 +232,7 @@ func (c *conn) statsLocked() ConnStats {
 		Subscribed:   c.subscribed,
 		Authorized:   c.authorized,
 		User:         c.user,
+		SubAccount:   c.subAccount,
 		EN1:          c.en1Hex,
 		Subres:       c.subres,
 		Connected:    c.since,
@@ -313,6 +320,7 @@ func (p *Pool) snapshotLocked() Stats {
 		ws.Online = ws.Sessions > 0
 		s.Workers[name] = ws
 	}
+	s.SubAccounts = p.subAccountsLocked()
 	if j := p.cur; j != nil {
 		s.Job = JobInfo{ID: j.notify.JobID, Seq: j.seq, Clean: j.notify.Clean, PrevHash: j.prevHash, NTime: j.notify.NTime, Stamp: j.stamp}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/btcagent/btcagent/codec"
@@ -291,7 +292,13 @@ func (p *Pool) sv2OpenLocked(c *conn, req uint32, user string, maxTarget sv2.U25
 	ch := &sv2Channel{id: s.nextID, standard: standard, en1: en1,
 		en1b: [4]byte{byte(en1 >> 24), byte(en1 >> 16), byte(en1 >> 8), byte(en1)}}
 	s.nextID++
-	ch.w = p.newWorkerLocked(c, name, uint16(ch.id), false, c.userAgent)
+	if c.subAccount == "" {
+		if c.subAccount = subAccountOf(name); c.subAccount != "" {
+			p.subAuth[c.subAccount]++
+		}
+	}
+	_, part, _ := strings.Cut(name, ".")
+	ch.w = p.newWorkerLocked(c, name, part, uint16(ch.id), false, c.userAgent)
 	s.channels[ch.id] = ch
 	c.authorized = true
 	if c.user == "" {

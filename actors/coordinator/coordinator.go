@@ -271,26 +271,14 @@ func (c *Coordinator) authorized(ctx actor.Context, m *wire.MinerAuthorized) {
 	c.place(ctx, m.Info.SessionID, rec)
 }
 
-func (c *Coordinator) pick(route string) *slotRec {
+// pick is the ready slot of route with the fewest miners. Slots whose
+// current link already refused the miner (avoid: a per-miner link that
+// failed, a pool that cannot map its extranonce) are skipped until they get
+// a new link.
+func (c *Coordinator) pick(route string, avoid map[int]uint64) *slotRec {
 	var best *slotRec
 	for _, s := range c.routes[route] {
-		if s.ready && (best == nil || s.miners < best.miners) {
-			best = s
-		}
-	}
-	return best
-}
-
-// pickFor is pick for one miner: slots whose current link already refused
-// it (a per-miner link that failed, a pool that cannot map its extranonce)
-// are skipped until they get a new link.
-func (c *Coordinator) pickFor(rec *minerRec) *slotRec {
-	if len(rec.avoid) == 0 {
-		return c.pick(rec.route)
-	}
-	var best *slotRec
-	for _, s := range c.routes[rec.route] {
-		if g, ok := rec.avoid[s.idx]; ok && g == s.gen {
+		if g, ok := avoid[s.idx]; ok && g == s.gen {
 			continue
 		}
 		if s.ready && (best == nil || s.miners < best.miners) {
@@ -301,7 +289,7 @@ func (c *Coordinator) pickFor(rec *minerRec) *slotRec {
 }
 
 func (c *Coordinator) place(ctx actor.Context, sid uint16, rec *minerRec) {
-	s := c.pickFor(rec)
+	s := c.pick(rec.route, rec.avoid)
 	if s == nil {
 		c.park(ctx, rec, "no pool link ready")
 		return
@@ -378,7 +366,7 @@ func (c *Coordinator) upReady(ctx actor.Context, m *wire.UpstreamReady) {
 	}
 	// Parked miners of this route get work now, spread over the ready links.
 	for sid, rec := range c.miners {
-		if rec.authed && rec.slot == nil && rec.route == s.route && c.pickFor(rec) != nil {
+		if rec.authed && rec.slot == nil && rec.route == s.route && c.pick(rec.route, rec.avoid) != nil {
 			c.place(ctx, sid, rec)
 		}
 	}
@@ -457,7 +445,7 @@ func (c *Coordinator) refused(ctx actor.Context, m *wire.AttachRefused) {
 // replace puts a miner whose link is gone on another ready link of its
 // route, or applies the outage policy. It reports whether the miner moved.
 func (c *Coordinator) replace(ctx actor.Context, sid uint16, rec *minerRec, reason string) bool {
-	if c.pickFor(rec) != nil {
+	if c.pick(rec.route, rec.avoid) != nil {
 		c.place(ctx, sid, rec)
 		return true
 	}
@@ -554,7 +542,7 @@ func (c *Coordinator) rebalance(ctx actor.Context, now time.Time) {
 		if !ok || rec.route == mv.Route || rec.slot == nil {
 			continue
 		}
-		if _, ok := c.routes[mv.Route]; !ok || c.pick(mv.Route) == nil {
+		if _, ok := c.routes[mv.Route]; !ok || c.pick(mv.Route, nil) == nil {
 			continue
 		}
 		rec.slot.miners--

@@ -36,6 +36,22 @@ import (
 	"unsafe"
 )
 
+// yieldEvery bounds how long the loop goroutine runs without passing
+// through the scheduler. sysmon preempts a goroutine that has held its P
+// for 10 ms (a signal, then a Gosched, whose wakep wakes an idle thread
+// that finds nothing and sleeps again: ~3 futex calls, 50 times a second
+// even when idle). Yielding first, to this P's own run queue, resets
+// sysmon's clock without waking anyone: runtime.goyield, unlike
+// runtime.Gosched, makes no wakep call. The wait is bounded by the same
+// interval, so the loop never sits in epoll_pwait past it.
+const yieldEvery = 4 * time.Millisecond
+
+// goyield puts the calling goroutine at the back of its P's run queue and
+// runs the scheduler once; the runtime's own loops use it.
+//
+//go:linkname goyield runtime.goyield
+func goyield()
+
 const (
 	evRead  = syscall.EPOLLIN | syscall.EPOLLRDHUP
 	evWrite = evRead | syscall.EPOLLOUT
@@ -191,9 +207,16 @@ func (e *Engine) loop() {
 	defer close(e.done)
 	evs := make([]syscall.EpollEvent, 256)
 	nextLinger := time.Now().Add(time.Second)
+	lastYield := time.Now()
 	for {
 		now := time.Now()
-		wait := e.fl.run(now, e.cfg.MaxWait)
+		if now.Sub(lastYield) >= yieldEvery {
+			// Through the scheduler before sysmon's 10 ms preemption
+			// would: see yieldEvery.
+			goyield()
+			lastYield = now
+		}
+		wait := min(e.fl.run(now, e.cfg.MaxWait), yieldEvery)
 		ms := int((wait + time.Millisecond - 1) / time.Millisecond)
 		r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(e.epfd),
 			uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), uintptr(ms), 0, 0)

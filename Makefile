@@ -28,6 +28,7 @@ vet:
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -race -count=1 -tags netio_portable ./actors/netio  # the non-Linux I/O fallback, on Linux
+	$(GO) test -race -count=1 -tags netio_portable -run 'Reload|Disconnect' ./actors/agent  # ...under the agent
 	$(GO) test -count=1 -run AllocatesNothing ./actors/upstream    # allocation counts mean nothing under -race
 
 race: test

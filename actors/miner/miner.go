@@ -77,6 +77,11 @@ type Logger interface {
 type Conn interface {
 	Write(b []byte) error
 	Close() error
+	// CloseAfter writes a last message and closes the connection once it
+	// is written (or after a short bound): a client.reconnect must reach
+	// the miner, which a Write followed by Close does not promise when the
+	// write is still queued.
+	CloseAfter(b []byte)
 	Remote() netip.AddrPort
 }
 
@@ -145,6 +150,7 @@ type Session struct {
 	running, started, done, parked  bool
 	subscribed, authorized, closing bool
 	extranonceSub, configured       bool
+	lingering                       bool // closing after a last write (CloseAfter): no Close to cut it short
 }
 
 // Scratch space is pooled, not kept per session: a scanned request is ~700
@@ -297,8 +303,9 @@ func (s *Session) receive(m any) {
 			s.env.Root.Send(s.env.Coordinator, s.authorizedMsg())
 		}
 	case *wire.Disconnect:
-		if m.Reconnect {
-			s.reply(func(d []byte) []byte { return codec.AppendReconnect(d) })
+		if m.Reconnect && s.conn != nil && !s.closing {
+			s.lingering = true
+			s.conn.CloseAfter(codec.AppendReconnect(nil))
 		}
 		s.close(m.Reason)
 	case *wire.Tick:
@@ -411,7 +418,7 @@ func (s *Session) close(reason string) {
 		return
 	}
 	s.closing = true
-	if s.conn != nil {
+	if s.conn != nil && !s.lingering {
 		_ = s.conn.Close()
 	}
 	if s.env.Debug {
@@ -428,7 +435,7 @@ func (s *Session) teardown() {
 		return
 	}
 	s.done = true
-	if s.conn != nil {
+	if s.conn != nil && !s.lingering {
 		_ = s.conn.Close()
 	}
 	if s.st != nil {

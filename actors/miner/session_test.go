@@ -35,6 +35,7 @@ func (c *fakeConn) Write(b []byte) error {
 	return nil
 }
 func (c *fakeConn) Close() error           { c.mu.Lock(); c.closed = true; c.mu.Unlock(); return nil }
+func (c *fakeConn) CloseAfter(b []byte)    { _ = c.Write(b); _ = c.Close() }
 func (c *fakeConn) Remote() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4028") }
 func (c *fakeConn) lines() []string {
 	c.mu.Lock()

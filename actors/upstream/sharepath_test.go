@@ -27,6 +27,7 @@ type discardConn struct{ n atomic.Int64 }
 
 func (c *discardConn) Write(b []byte) error   { c.n.Add(int64(len(b))); return nil }
 func (c *discardConn) Close() error           { return nil }
+func (c *discardConn) CloseAfter([]byte)      {}
 func (c *discardConn) Remote() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:4028") }
 
 type nopLimiter struct{}

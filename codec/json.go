@@ -442,3 +442,9 @@ func unhex(c byte) int {
 	}
 	return -1
 }
+
+// ScanArray scans a raw JSON array (a reply's result, say) into r's
+// params, so its elements are read with r.Param like a request's.
+func ScanArray(raw []byte, r *Request) error {
+	return ScanRequest(append(append([]byte(`{"params":`), raw...), '}'), r)
+}

@@ -198,7 +198,7 @@ func parseSubscribe(r *codec.Request) (string, int, error) {
 		return "", 0, fmt.Errorf("subscribe refused: %s", errText(r))
 	}
 	var res codec.Request
-	if err := codec.ScanRequest(append(append([]byte(`{"params":`), r.Result.Raw...), '}'), &res); err != nil {
+	if err := codec.ScanArray(r.Result.Raw, &res); err != nil {
 		return "", 0, fmt.Errorf("subscribe reply has an unexpected shape: %w", err)
 	} else if res.NParams < 3 {
 		return "", 0, fmt.Errorf("subscribe reply has %d elements, want 3", res.NParams)

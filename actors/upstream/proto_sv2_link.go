@@ -44,8 +44,8 @@ type sv2Link struct {
 	want uint64 // a miner's channel: the open the miner waits for
 
 	jobs      sv2Jobs
-	next      sv2JobInfo  // the job onJob is building (set just before)
-	first     sv2JobInfo  // a miner's channel: its first job, until replay
+	next      sv2JobInfo // the job onJob is building (set just before)
+	first     sv2JobInfo // a miner's channel: its first job, until replay
 	firstN    *codec.Notify
 	backlog   []sv2.Message // the main channel: what the handshake read after its opening
 	ring      []sv2JobRec

@@ -485,6 +485,9 @@ func (p *Pool) startSV2() error {
 		return err
 	}
 	p.sv2cfg = noise.ServerConfig{Static: static, Authority: auth, CertValidity: p.cfg.SV2CertValidity}
+	if back := p.cfg.SV2CertBackdate; back > 0 {
+		p.sv2cfg.Now = func() time.Time { return time.Now().Add(-back) }
+	}
 	p.sv2auth = noise.AuthorityKeyOf(auth)
 	ln, err := net.Listen("tcp", p.cfg.SV2Listen)
 	if err != nil {

@@ -211,3 +211,83 @@ func sv2FailoverAndBack(t *testing.T, proto string) {
 	}
 	t.Logf("SV2 pool accepted %d, agent pool %d, miners %d accepted, %v stale (%d before the failback)", ps.Totals.Accepted, bs.Totals.Accepted, got.accepted, got.rejected, staleAtFailover)
 }
+
+// diffBefore reads until the next mining.notify and returns the last
+// mining.set_difficulty before it (0: none).
+func diffBefore(t *testing.T, m *testenv.RawMiner) float64 {
+	t.Helper()
+	_, seen := m.Until(wait, func(x testenv.Msg) bool { return x.Method == "mining.notify" })
+	d := 0.0
+	for _, x := range seen {
+		if x.Method == "mining.set_difficulty" && len(x.Params) == 1 {
+			d, _ = strconv.ParseFloat(string(x.Params[0]), 64)
+		}
+	}
+	return d
+}
+
+// SetTarget reaches the miners as mining.set_difficulty before the next
+// job: every miner of an aggregated channel, only the miner of its own
+// channel in sv2-per-miner mode.
+func TestSV2SetTarget(t *testing.T) {
+	for _, c := range []struct{ proto, worker string }{{config.ProtocolSV2, "farm.rack-7"}, {config.ProtocolSV2PerMiner, "farm.w1"}} {
+		t.Run(c.proto, func(t *testing.T) {
+			pool := sv2Pool(t, poolsim.Config{})
+			cfg := sv2Config(t, sv2Entry(t, pool, c.proto))
+			cfg.Listen[0].Name, cfg.Listen[0].Connections = "rack-7", 1
+			a, _ := startAgent(t, cfg)
+			m1, m2 := testenv.Dial(t, testenv.Addr(a)), testenv.Dial(t, testenv.Addr(a))
+			m1.Login("john.w1", false)
+			m2.Login("john.w2", false)
+			if err := pool.WaitFor(testenv.Ctx(t), func(s *poolsim.Stats) bool { _, ok := s.Workers[c.worker]; return ok }); err != nil {
+				t.Fatal(err)
+			}
+			pool.SetWorkerDiff(c.worker, 4)
+			pool.NewJob(false)
+			d1, d2 := diffBefore(t, m1), diffBefore(t, m2)
+			want2 := 4.0
+			if c.proto == config.ProtocolSV2PerMiner {
+				want2 = 0
+			}
+			if d1 != 4 || d2 != want2 {
+				t.Fatalf("difficulty before the next job: w1 %g, w2 %g (want 4, %g)", d1, d2, want2)
+			}
+		})
+	}
+}
+
+// The pool's Reconnect replaces the link with a new connection to the same
+// pool; the miners move to it without being dropped (in sv2-per-miner mode
+// onto new channels, while the old connection stays open for the verdicts
+// of their shares), and every share is answered by the pool.
+func TestSV2PoolReconnect(t *testing.T) {
+	for _, proto := range []string{config.ProtocolSV2, config.ProtocolSV2PerMiner} {
+		t.Run(proto, func(t *testing.T) {
+			const n, per = 8, 60
+			pool := sv2Pool(t, poolsim.Config{JSONDiff: 2e-7})
+			cfg := sv2Config(t, sv2Entry(t, pool, proto))
+			cfg.Listen[0].Connections = 1
+			a, logs := startAgent(t, cfg)
+			sim := testenv.Miners(t, minersim.Config{Target: testenv.Addr(a), Miners: n, Hash: true, VersionRolling: true, MaxSharesPerMiner: per})
+			ctx := testenv.Ctx(t)
+			if err := pool.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.Accepted >= 50 }); err != nil {
+				t.Fatal(err)
+			}
+			old := pool.Stats().Conns[0].ID
+			if !pool.SendSV2Reconnect(old, "", 0) {
+				t.Fatal("no SV2 connection to send Reconnect on")
+			}
+			logs.waitFor(t, "pool link replaced (the pool sent client.reconnect)")
+			if err := pool.WaitFor(ctx, func(s *poolsim.Stats) bool { return len(s.Conns) == 1 && s.Conns[0].ID != old }); err != nil {
+				t.Fatalf("old connection not retired: %v", err)
+			}
+			allAccepted(t, ctx, sim, n*per)
+			if s := sim.Stats(); s.Reconnects != 0 || s.Disconnects != 0 {
+				t.Fatalf("miners dropped: %+v", s)
+			}
+			if st := pool.Stats(); st.Totals.Accepted != n*per || poolRejected(&st) != 0 {
+				t.Fatalf("pool totals %+v", st.Totals)
+			}
+		})
+	}
+}

@@ -329,26 +329,26 @@ func (w *sv2Wire) dispatch(s *Slot, m sv2.Message, at time.Time) {
 			// carry only the rolled part, which does not change.
 			t.emap = sharedMap(hex.EncodeToString(m.ExtranoncePrefix), t.size)
 		}
+	case *sv2.OpenExtendedMiningChannelSuccess:
+		w.opened(s, m)
 	case *sv2.SubmitSharesSuccess:
 		if t := w.chans[m.ChannelID]; t != nil {
 			t.accepted(s, m)
 		}
+	case *sv2.OpenMiningChannelError:
+		w.openFailed(s, m)
 	case *sv2.SubmitSharesError:
 		if t := w.chans[m.ChannelID]; t != nil {
 			t.rejected(s, m)
 		}
+	case *sv2.CloseChannel:
+		w.closedByPool(s, m)
 	case *sv2.SetGroupChannel:
 		for _, id := range m.ChannelIDs {
 			if t := w.chans[id]; t != nil {
 				t.group = m.GroupChannelID
 			}
 		}
-	case *sv2.OpenExtendedMiningChannelSuccess:
-		w.opened(s, m)
-	case *sv2.OpenMiningChannelError:
-		w.openFailed(s, m)
-	case *sv2.CloseChannel:
-		w.closedByPool(s, m)
 	}
 }
 
@@ -400,7 +400,7 @@ func (t *sv2Link) rejected(s *Slot, m *sv2.SubmitSharesError) {
 		if t.pend[i].seq == m.SequenceNumber {
 			p := t.pend[i].p
 			t.pend = append(t.pend[:i], t.pend[i+1:]...)
-			answerPending(s.env.Stats, &p, sv2Status(m.ErrorCode), m.ErrorCode, false)
+			answerPending(s.env.Stats, &p, sv2.StatusOf(m.ErrorCode), m.ErrorCode, false)
 			t.drained(s)
 			return
 		}
@@ -415,24 +415,4 @@ func (t *sv2Link) drained(s *Slot) {
 	if m := t.w.main; m != t.l && m.retiring {
 		s.checkRetire(m, false)
 	}
-}
-
-// sv2Status maps a SubmitShares.Error code to the status miners and
-// statistics know; the code itself goes to the miner as the text.
-func sv2Status(code string) codec.Status {
-	switch code {
-	case sv2.ErrStaleShare, sv2.ErrInvalidChannelID:
-		return codec.StatusJobNotFoundOrStale
-	case sv2.ErrInvalidJobID:
-		return codec.StatusJobNotFound
-	case sv2.ErrDifficultyTooLow:
-		return codec.StatusLowDifficulty
-	case sv2.ErrDuplicateShare:
-		return codec.StatusDuplicateShare
-	case sv2.ErrInvalidNonRollableVersion, sv2.ErrVersionRollingNotAllowed:
-		return codec.StatusIllegalVersionMask
-	case sv2.ErrBadExtranonceSize:
-		return codec.StatusIllegalParams
-	}
-	return codec.StatusRejectNoReason
 }

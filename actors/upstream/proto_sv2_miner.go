@@ -98,13 +98,7 @@ func (w *sv2Wire) serveMiner(s *Slot, t *sv2Link, n *codec.Notify, info sv2JobIn
 	cl := &link{conn: sv2ChanConn{main.conn}, pool: main.pool, poolIdx: main.poolIdx, name: main.name,
 		protocol: main.protocol, proto: t, solo: true, sid: t.sid}
 	t.first, t.firstN = info, n
-	s.open(cl)
-	prev := a.cur
-	s.setCur(a, cl)
-	if prev != nil && prev.solo {
-		s.retire(prev)
-	}
-	s.welcome(a, cl)
+	s.serveSolo(cl, a)
 }
 
 // closedByPool ends a miner's channel the pool closed: the coordinator

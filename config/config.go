@@ -101,6 +101,8 @@ const (
 	ProtocolAgent           = "agent"             // BTCAgent binary protocol, all miners on few links
 	ProtocolStratum         = "stratum"           // plain Stratum V1 proxy
 	ProtocolStratumPerMiner = "stratum-per-miner" // one Stratum link per miner
+	ProtocolSV2             = "sv2"               // Stratum V2, one extended channel for all the link's miners
+	ProtocolSV2PerMiner     = "sv2-per-miner"     // Stratum V2, one channel per miner on the slot's connection
 )
 
 // DefaultUserAgent is sent in mining.subscribe. Pools treat a connection as
@@ -135,7 +137,15 @@ type Pool struct {
 	User          string `toml:"user"`            // optional override of the listener's pool_user; see Listener.UserFor
 	TLS           bool   `toml:"tls"`             // dial with TLS
 	TLSSkipVerify bool   `toml:"tls_skip_verify"` // accept any certificate (only with tls)
-	Protocol      string `toml:"protocol"`        // "agent" (default) | "stratum" | "stratum-per-miner"
+	Protocol      string `toml:"protocol"`        // "agent" (default) | "stratum" | "stratum-per-miner" | "sv2" | "sv2-per-miner"
+	// AuthorityPubkey is an SV2 pool's authority public key (base58check, as
+	// SV2 pools publish it): the Noise handshake is refused unless the
+	// pool's certificate is signed by it.
+	AuthorityPubkey string `toml:"authority_pubkey"`
+	// SV2TOFU accepts an SV2 pool without an authority key: the link is
+	// encrypted but nothing proves who is at the other end, so it must be
+	// asked for explicitly, and every connect logs the server's key.
+	SV2TOFU bool `toml:"sv2_tofu"`
 	// Proxy replaces upstream.proxy for this pool when set (an empty list
 	// means direct); nil inherits it. The two switches likewise inherit
 	// the [upstream] ones when left out.
@@ -143,6 +153,9 @@ type Pool struct {
 	ProxyRaceDirect     *bool    `toml:"proxy_race_direct"`
 	ProxyFallbackDirect *bool    `toml:"proxy_fallback_direct"`
 }
+
+// IsSV2 reports whether the pool speaks Stratum V2.
+func (p *Pool) IsSV2() bool { return p.Protocol == ProtocolSV2 || p.Protocol == ProtocolSV2PerMiner }
 
 // ProxySettings is how one pool is reached: its effective proxy list and
 // the two direct-connection switches.

@@ -143,6 +143,12 @@ func (c *Config) writeListener(e *encoder, l *Listener) {
 		if p.Protocol != "" && p.Protocol != ProtocolAgent {
 			e.kv("protocol", p.Protocol)
 		}
+		if p.AuthorityPubkey != "" {
+			e.kv("authority_pubkey", p.AuthorityPubkey)
+		}
+		if p.SV2TOFU {
+			e.kv("sv2_tofu", true)
+		}
 		if p.Proxy != nil {
 			e.kv("proxy", p.Proxy)
 		}

@@ -5,13 +5,13 @@ import (
 	"sync"
 )
 
-// The values a pool entry's `protocol` may take. The three built-in ones are
-// always known; upstream protocol implementations add theirs with
+// The values a pool entry's `protocol` may take. The built-in ones are always
+// known; upstream protocol implementations add theirs with
 // RegisterProtocol from an init function, so that a new protocol is one file
 // and its name, and `config check` knows it as soon as it is linked in.
 var (
 	protoMu    sync.RWMutex
-	protoNames = []string{ProtocolAgent, ProtocolStratum, ProtocolStratumPerMiner}
+	protoNames = []string{ProtocolAgent, ProtocolStratum, ProtocolStratumPerMiner, ProtocolSV2, ProtocolSV2PerMiner}
 )
 
 // RegisterProtocol makes name a valid pool protocol. Registering a name

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/btcagent/btcagent/codec/sv2/noise"
 	"github.com/btcagent/btcagent/internal/proxydial"
 )
 
@@ -288,6 +289,9 @@ func validatePool(pool *Pool, p keyPath) *Error {
 	if pool.Protocol != "" && !KnownProtocol(pool.Protocol) {
 		return errorAt(p.child("protocol"), "%s: protocol %q is not one of %s", label, pool.Protocol, strings.Join(Protocols(), ", "))
 	}
+	if err := validateSV2(pool, p, label); err != nil {
+		return err
+	}
 	if pool.TLSSkipVerify && !pool.TLS {
 		return errorAt(p.child("tls_skip_verify"), "%s: tls_skip_verify has no effect without tls = true", label)
 	}
@@ -305,6 +309,35 @@ func validatePool(pool *Pool, p keyPath) *Error {
 			if b.v != nil {
 				return errorAt(p.child(b.key), "%s: %s has no effect with proxy = [] (this pool is dialed directly)", label, b.key)
 			}
+		}
+	}
+	return nil
+}
+
+// validateSV2 checks the keys of Stratum V2 pools: the pool must be
+// authenticated by its authority key unless trust on first use is asked for
+// explicitly, and the SV2 keys mean nothing on other protocols.
+func validateSV2(pool *Pool, p keyPath, label string) *Error {
+	if !pool.IsSV2() {
+		switch {
+		case pool.AuthorityPubkey != "":
+			return errorAt(p.child("authority_pubkey"), "%s: authority_pubkey is only used with protocol %q or %q", label, ProtocolSV2, ProtocolSV2PerMiner)
+		case pool.SV2TOFU:
+			return errorAt(p.child("sv2_tofu"), "%s: sv2_tofu is only used with protocol %q or %q", label, ProtocolSV2, ProtocolSV2PerMiner)
+		}
+		return nil
+	}
+	switch {
+	case pool.AuthorityPubkey == "" && !pool.SV2TOFU:
+		return errorAt(p.child("protocol"), "%s: protocol %q needs the pool's authority_pubkey (or sv2_tofu = true to accept the pool's key unverified)", label, pool.Protocol)
+	case pool.AuthorityPubkey != "" && pool.SV2TOFU:
+		return errorAt(p.child("sv2_tofu"), "%s: sv2_tofu = true would ignore authority_pubkey; keep one of them", label)
+	case pool.TLS:
+		return errorAt(p.child("tls"), "%s: tls = true with protocol %q: SV2 links are encrypted by their own Noise handshake", label, pool.Protocol)
+	}
+	if pool.AuthorityPubkey != "" {
+		if _, err := noise.ParseAuthorityKey(pool.AuthorityPubkey); err != nil {
+			return errorAt(p.child("authority_pubkey"), "%s: %s", label, strings.Replace(err.Error(), "sv2 noise: authority key ", "authority_pubkey ", 1))
 		}
 	}
 	return nil

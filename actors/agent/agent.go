@@ -248,7 +248,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 func poolAddrs(lc config.Listener) []msg.PoolAddr {
 	out := make([]msg.PoolAddr, 0, len(lc.Pools))
 	for _, p := range lc.Pools {
-		out = append(out, msg.PoolAddr{Host: p.Host, Port: p.Port, User: p.User, TLS: p.TLS, TLSSkipVerify: p.TLSSkipVerify, Protocol: p.Protocol})
+		out = append(out, msg.PoolAddr{Host: p.Host, Port: p.Port, User: p.User, TLS: p.TLS, TLSSkipVerify: p.TLSSkipVerify, Protocol: p.Protocol, AuthorityPubkey: p.AuthorityPubkey, SV2TOFU: p.SV2TOFU})
 	}
 	return out
 }

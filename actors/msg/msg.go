@@ -51,6 +51,11 @@ type PoolAddr struct {
 	TLSSkipVerify bool
 	Protocol      string
 	Proxy         PoolDialer // nil: the pool is dialed directly
+	// Stratum V2 pools: the authority key the pool's certificate must be
+	// signed by (base58check, checked by config), or SV2TOFU to accept the
+	// pool's key unverified.
+	AuthorityPubkey string
+	SV2TOFU         bool
 }
 
 // PoolDialer opens a pool connection other than by a direct TCP dial:

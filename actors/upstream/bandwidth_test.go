@@ -175,9 +175,9 @@ func measureMode(t *testing.T, proto string, n int, window time.Duration) string
 
 func registered(proto string, n, conns int) int {
 	switch proto {
-	case config.ProtocolStratum:
+	case config.ProtocolStratum, config.ProtocolSV2:
 		return conns
-	case config.ProtocolStratumPerMiner:
+	case config.ProtocolStratumPerMiner, config.ProtocolSV2PerMiner:
 		return n + conns
 	}
 	return n

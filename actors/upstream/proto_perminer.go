@@ -172,6 +172,12 @@ func (s *Slot) onMinerUp(m *minerUp) {
 			return
 		}
 	}
+	s.serveSolo(l, a)
+}
+
+// serveSolo opens l, a miner's own link, and moves miner a onto it; the
+// miner's previous own link is retired (it still delivers its verdicts).
+func (s *Slot) serveSolo(l *link, a *attached) {
 	s.open(l)
 	prev := a.cur
 	s.setCur(a, l)

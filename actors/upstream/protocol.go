@@ -13,8 +13,9 @@ import (
 // pool (protocol) and the per-connection state it returns (linkProto). The
 // slot actor holds links and miners and knows only these two interfaces;
 // everything that depends on what goes over the wire is behind them. The
-// built-in protocols are agent (proto_agent.go), stratum (proto_stratum.go)
-// and stratum-per-miner (proto_perminer.go); a test registers a fourth
+// built-in protocols are agent (proto_agent.go), stratum (proto_stratum.go),
+// stratum-per-miner (proto_perminer.go), sv2 and sv2-per-miner
+// (proto_sv2*.go); a test registers another
 // (proto_fake_test.go) to keep this true. docs/ARCHITECTURE.md says how to
 // add one.
 type protocol interface {

@@ -23,6 +23,9 @@
 //     the pool is up and gives failover and failback something to hold on
 //     to) plus one connection per attached miner, authorized as
 //     "<pool user>.<worker>".
+//   - sv2 and sv2-per-miner (proto_sv2*.go): Stratum V2 over Noise, one
+//     extended channel per link for all its miners, or one per miner on the
+//     link's connection (docs/SV2.md).
 //
 // File map: slot.go (the actor and its messages), lifecycle.go (dialling,
 // failover, failback, retirement), members.go (miners, jobs, shares),

@@ -78,6 +78,10 @@ type Config struct {
 	SV2Listen          string
 	SV2AuthoritySecret string        // authority secret key (base58check or hex); empty: a random key (Pool.SV2AuthorityKey)
 	SV2CertValidity    time.Duration // lifetime of each handshake's certificate; default 1h
+	// SV2CertBackdate makes each certificate start this long before the
+	// handshake: longer than SV2CertValidity, every certificate is already
+	// expired (tests of the clients' refusal).
+	SV2CertBackdate time.Duration
 }
 
 // sv2Authority parses SV2AuthoritySecret or draws a random key.

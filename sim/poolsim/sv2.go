@@ -389,25 +389,6 @@ func (p *Pool) sv2PlanLocked(c *conn, seq uint64, now time.Time, vardiff bool) {
 	}
 }
 
-// sv2Code maps the pool's verdicts to SubmitShares.Error codes.
-func sv2Code(s codec.Status) string {
-	switch s {
-	case codec.StatusJobNotFoundOrStale:
-		return sv2.ErrStaleShare
-	case codec.StatusJobNotFound:
-		return sv2.ErrInvalidJobID
-	case codec.StatusIllegalVersionMask:
-		return sv2.ErrInvalidNonRollableVersion
-	case codec.StatusDuplicateShare:
-		return sv2.ErrDuplicateShare
-	case codec.StatusLowDifficulty:
-		return sv2.ErrDifficultyTooLow
-	case codec.StatusIllegalParams:
-		return sv2.ErrBadExtranonceSize
-	}
-	return sv2.ErrInvalidShare // nTime out of bounds and anything else
-}
-
 // sv2ShareLocked validates a share with the pool's checks and answers it.
 func (p *Pool) sv2ShareLocked(c *conn, chID, seq, jobID uint32, en []byte, ntime, nonce, version uint32, standard bool) {
 	ch := c.sv2.channels[chID]
@@ -443,7 +424,7 @@ func (p *Pool) sv2ShareLocked(c *conn, chID, seq, jobID uint32, en []byte, ntime
 			NewSubmitsAcceptedCount: 1, NewSharesSum: uint64(max(chk.diff, 1))})
 		return
 	}
-	p.sv2SendLocked(c, true, &sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: sv2Code(status)})
+	p.sv2SendLocked(c, true, &sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: sv2.ErrorCode(status)})
 }
 
 // SV2AuthorityKey is the authority key clients must configure (base58check
@@ -485,6 +466,9 @@ func (p *Pool) startSV2() error {
 		return err
 	}
 	p.sv2cfg = noise.ServerConfig{Static: static, Authority: auth, CertValidity: p.cfg.SV2CertValidity}
+	if back := p.cfg.SV2CertBackdate; back > 0 {
+		p.sv2cfg.Now = func() time.Time { return time.Now().Add(-back) }
+	}
 	p.sv2auth = noise.AuthorityKeyOf(auth)
 	ln, err := net.Listen("tcp", p.cfg.SV2Listen)
 	if err != nil {

@@ -389,3 +389,16 @@ func TestSV2ConfiguredAuthorityAndRestart(t *testing.T) {
 	cl.setup()
 	cl.openExtended("carol.rig")
 }
+
+// SV2CertBackdate gives certificates that are already expired when the
+// client checks them, with the client's real clock.
+func TestSV2CertBackdate(t *testing.T) {
+	p := startSV2Pool(t, Config{SV2CertValidity: time.Minute, SV2CertBackdate: time.Hour})
+	if _, err := dialSV2(t, p, noise.ClientConfig{}); !errors.Is(err, noise.ErrCertExpired) {
+		t.Fatalf("backdated certificate: %v", err)
+	}
+	ok := startSV2Pool(t, Config{SV2CertValidity: time.Hour, SV2CertBackdate: time.Minute})
+	if _, err := dialSV2(t, ok, noise.ClientConfig{}); err != nil {
+		t.Fatalf("certificate backdated within its validity: %v", err)
+	}
+}

@@ -2,9 +2,12 @@
 //
 //   node peer.mjs transcript <noise_handshake_derived.json>
 //       fixed-key handshake and transport frames, printed as one JSON line
-//   node peer.mjs pool <authority_secret_hex> <new|old> <target_wire_hex>
+//   node peer.mjs pool <authority_secret_hex> <new|old> <target_wire_hex> [batch]
 //       a tiny SV2 pool on 127.0.0.1 (one connection); prints
-//       {"listening":port}, then one JSON line per event
+//       {"listening":port}, then one JSON line per event. With batch > 1,
+//       accepted shares are acknowledged by one SubmitShares.Success per
+//       batch (last_sequence_number, new_submits_accepted_count), as pools
+//       may do; rejections are answered at once.
 //   node peer.mjs client <port> <authority_x_hex>
 //       handshake + SetupConnection against a server on 127.0.0.1
 import net from 'node:net';
@@ -47,7 +50,9 @@ function transcript(path) {
   });
 }
 
-function pool(authSecretHex, layout, targetHex) {
+function pool(authSecretHex, layout, targetHex, batchArg) {
+  const batch = Math.max(1, Number(batchArg ?? 1));
+  let unacked = 0;
   const authSecret = hexToBytes(authSecretHex);
   const target = le256(hexToBytes(targetHex));
   const staticKey = elligatorSwift.keygen();
@@ -104,12 +109,14 @@ function pool(authSecretHex, layout, targetHex) {
             if (le256(hash) > target) err = 'difficulty-too-low';
           }
           const display = bytesToHex(Uint8Array.from(hash).reverse());
+          out({ event: 'share', seq: s.seq, verdict: err || 'accepted', hash: display });
           if (err) {
             send(CH, 0x1d, new W().u32(s.channel).u32(s.seq).str(err).done());
-          } else {
-            send(CH, 0x1c, new W().u32(s.channel).u32(s.seq).u32(1).u64(1).done());
+          } else if (++unacked >= batch) {
+            send(CH, 0x1c, new W().u32(s.channel).u32(s.seq).u32(unacked).u64(unacked).done());
+            out({ event: 'success', last: s.seq, count: unacked });
+            unacked = 0;
           }
-          out({ event: 'share', seq: s.seq, verdict: err || 'accepted', hash: display });
         } else {
           out({ event: 'ignored', type: f.type });
         }

@@ -1,14 +1,9 @@
 package noise
 
 import (
-	"bufio"
-	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -16,73 +11,21 @@ import (
 
 	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/codec/sv2"
+	"github.com/btcagent/btcagent/internal/jspeer"
 )
 
 // The JS peer (testdata/sv2js, on @scure/btc-signer and @noble/*) is the
 // independent implementation these tests check the Go code against.
 var jsDir = filepath.Join("..", "..", "..", "testdata", "sv2js")
 
-// nodePeer starts "node peer.mjs args..." and returns its stdout lines. It
-// skips when node or node_modules is missing, except in CI (CI=true), where
-// .ci/run installs both and a skip would hide a broken setup.
 func nodePeer(t *testing.T, args ...string) <-chan map[string]any {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(jsDir, "node_modules", "@scure", "btc-signer"))
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("JS peer unavailable in CI (.ci/run installs node and runs npm ci in testdata/sv2js): %v", err)
-		}
-		t.Skipf("JS peer unavailable (install node, then npm ci in testdata/sv2js): %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, node, append([]string{"peer.mjs"}, args...)...)
-	cmd.Dir = jsDir
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan map[string]any, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				m = map[string]any{"unparsed": sc.Text()}
-			}
-			lines <- m
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = cmd.Wait()
-	})
-	return lines
+	return jspeer.Start(t, jsDir, args...)
 }
 
 func nextLine(t *testing.T, lines <-chan map[string]any) map[string]any {
 	t.Helper()
-	select {
-	case m, ok := <-lines:
-		if !ok {
-			t.Fatal("JS peer exited")
-		}
-		return m
-	case <-time.After(30 * time.Second):
-		t.Fatal("no output from the JS peer in 30 s")
-	}
-	return nil
+	return jspeer.Next(t, lines)
 }
 
 // TestJSTranscript: with the same fixed keys, the JS peer's handshake and

@@ -1,0 +1,49 @@
+package coordinator
+
+import (
+	"sync"
+
+	"github.com/btcagent/btcagent/actors/wire"
+)
+
+// Registry is a listener's live miner sessions by id. The accept path adds
+// a session before the coordinator hears of it; the coordinator removes it
+// when the miner is gone. It is the one piece of the coordinator's state
+// that survives a restart.
+type Registry struct {
+	mu sync.Mutex
+	m  map[uint16]wire.Miner
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: map[uint16]wire.Miner{}} }
+
+// Add records a session.
+func (r *Registry) Add(sid uint16, m wire.Miner) {
+	r.mu.Lock()
+	r.m[sid] = m
+	r.mu.Unlock()
+}
+
+func (r *Registry) remove(sid uint16) {
+	r.mu.Lock()
+	delete(r.m, sid)
+	r.mu.Unlock()
+}
+
+// Len is the number of live sessions.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+func (r *Registry) snapshot() map[uint16]wire.Miner {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[uint16]wire.Miner, len(r.m))
+	for k, v := range r.m {
+		out[k] = v
+	}
+	return out
+}

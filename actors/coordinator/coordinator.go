@@ -31,7 +31,7 @@ const (
 type Env struct {
 	Listener          string
 	Port              int
-	Routes            []msg.Route // Routes[0] is the listener's own (name "")
+	Routes            []msg.Route // Routes[0] is the listener's own (name ""); none on a multi-user listener
 	Connections       int         // slots per route
 	Policy            string
 	Wait              time.Duration // "wait": how long miners may stay without work
@@ -49,8 +49,11 @@ type Env struct {
 	Sessions *Registry
 	PoolMask *atomic.Uint32 // last granted version mask, shared with miner sessions
 	Log      logrus.FieldLogger
+	// SubAccounts makes this a multi-user listener's coordinator: each
+	// sub-account is a route of its own, opened and closed as its miners
+	// come and go (subaccounts.go). nil on single-user listeners.
+	SubAccounts *SubAccounts
 }
-
 
 // MinerOpened registers a new session with its coordinator (sent by the accept path).
 type MinerOpened struct {
@@ -90,9 +93,11 @@ type slotRec struct {
 type Coordinator struct {
 	lostLogged map[string]time.Time // pool|reason -> last warn line
 	env        *Env
-	slots      []*slotRec
+	slots      map[int]*slotRec // by index
 	routes     map[string][]*slotRec
 	miners     map[uint16]*minerRec
+	nextSlot   int // slot indices are never reused, so a stopped slot's late messages match nothing
+	subs       *subState
 	lastJob    *msg.Job
 	fakeSeq    uint32
 	done       chan struct{}
@@ -102,7 +107,7 @@ type Coordinator struct {
 // New returns the coordinator's producer.
 func New(env *Env) actor.Producer {
 	return func() actor.Actor {
-		return &Coordinator{env: env, routes: map[string][]*slotRec{}, miners: map[uint16]*minerRec{}}
+		return &Coordinator{env: env, slots: map[int]*slotRec{}, routes: map[string][]*slotRec{}, miners: map[uint16]*minerRec{}}
 	}
 }
 
@@ -145,13 +150,46 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 		for _, rec := range c.miners {
 			rec.miner.Tell(&wire.Disconnect{Reason: m.Reason, Reconnect: m.Reconnect})
 		}
+	case *expiryDue:
+		c.expire(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		// A restarted coordinator is a new instance with its own tickers.
 		if c.done != nil {
 			close(c.done)
 			c.done = nil
 		}
+		c.stopExpiry()
 	}
+}
+
+// spawnRoute starts n link slots for route r, as children of the coordinator.
+func (c *Coordinator) spawnRoute(ctx actor.Context, r msg.Route, n int) {
+	for i := 0; i < n; i++ {
+		e := c.env.Upstream
+		e.Slot = c.nextSlot
+		c.nextSlot++
+		e.Route = r
+		e.Coordinator = ctx.Self()
+		props := actor.PropsFromProducer(upstream.New(&e), actor.WithMailbox(actor.UnboundedLockfree()))
+		pid, err := ctx.SpawnNamed(props, "up-"+strconv.Itoa(e.Slot))
+		if err != nil {
+			c.log().WithError(err).Error("cannot start upstream slot")
+			continue
+		}
+		s := &slotRec{idx: e.Slot, route: r.Name, pid: pid}
+		c.slots[s.idx] = s
+		c.routes[r.Name] = append(c.routes[r.Name], s)
+	}
+}
+
+// stopRoute stops the slots of a route (their links close) and forgets
+// them; messages they send meanwhile name a slot that is no longer known.
+func (c *Coordinator) stopRoute(ctx actor.Context, name string) {
+	for _, s := range c.routes[name] {
+		ctx.Stop(s.pid)
+		delete(c.slots, s.idx)
+	}
+	delete(c.routes, name)
 }
 
 func (c *Coordinator) log() logrus.FieldLogger {
@@ -159,24 +197,12 @@ func (c *Coordinator) log() logrus.FieldLogger {
 }
 
 func (c *Coordinator) start(ctx actor.Context) {
+	if c.env.SubAccounts != nil {
+		c.subs = newSubState(c.env.SubAccounts)
+	}
 	c.rebuild()
 	for _, r := range c.env.Routes {
-		for i := 0; i < c.env.Connections; i++ {
-			e := c.env.Upstream
-			e.Slot = len(c.slots)
-			e.Route = r
-			e.Coordinator = ctx.Self()
-			props := actor.PropsFromProducer(upstream.New(&e), actor.WithMailbox(actor.UnboundedLockfree()))
-			name := "up-" + strconv.Itoa(e.Slot)
-			pid, err := ctx.SpawnNamed(props, name)
-			if err != nil {
-				c.log().WithError(err).Error("cannot start upstream slot")
-				continue
-			}
-			s := &slotRec{idx: e.Slot, route: r.Name, pid: pid}
-			c.slots = append(c.slots, s)
-			c.routes[r.Name] = append(c.routes[r.Name], s)
-		}
+		c.spawnRoute(ctx, r, c.env.Connections)
 	}
 	c.done = make(chan struct{})
 	done := c.done // the tickers must not read the field, which Stopping/Restarting clears
@@ -200,8 +226,9 @@ func (c *Coordinator) start(ctx actor.Context) {
 	}
 	every(c.env.TickInterval, func(t time.Time) any { return &tick{now: t} })
 	every(c.env.StatsInterval, func(t time.Time) any { return &statsTick{now: t} })
-	if c.env.Chain.HasRebalancers() {
+	// A rebalancer moves miners between routes, which on a multi-user
+	// listener would move them to another customer's sub-account.
+	if c.env.Chain.HasRebalancers() && c.subs == nil {
 		every(c.env.RebalanceInterval, func(t time.Time) any { return &rebalanceTick{now: t} })
 	}
 }
-

@@ -112,6 +112,9 @@ func (c *Coordinator) rebalance(ctx actor.Context, now time.Time) {
 
 func (c *Coordinator) snapshot() *wire.Snapshot {
 	snap := &wire.Snapshot{Listener: c.env.Listener, Miners: len(c.miners)}
+	if c.subs != nil {
+		snap.SubAccounts, snap.SubAccountsMax = c.subSnapshot(time.Now()), c.subs.cfg.Max
+	}
 	for _, rec := range c.miners {
 		switch {
 		case rec.slot != nil:

@@ -4,6 +4,7 @@ package coordinator
 // a link comes up, goes, or refuses one of them.
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -18,6 +19,10 @@ func (c *Coordinator) authorized(ctx actor.Context, m *wire.MinerAuthorized) {
 	rec, ok := c.miners[m.Info.SessionID]
 	if !ok {
 		return // already gone
+	}
+	if c.subs != nil {
+		c.admit(ctx, rec, m)
+		return
 	}
 	rec.info, rec.mask, rec.authed, rec.xsub = m.Info, m.VersionMask, true, m.ExtranonceSub
 	sel := &msg.UpstreamSelecting{Info: m.Info}
@@ -97,12 +102,14 @@ func (c *Coordinator) rebuild() {
 		return
 	}
 	now := time.Now()
+	// MinersAuth stays: the sessions are still authorized, and each one's
+	// replayed MinerAuthorized marks it so here, to be counted out when it
+	// leaves.
 	c.env.Stats.MinersConn.Store(int64(len(live)))
 	for sid, m := range live {
 		c.miners[sid] = &minerRec{miner: m, opened: now, parkedAt: now}
 		m.Tell(&wire.Replay{})
 	}
-	c.env.Stats.MinersAuth.Store(0) // counted again as the sessions re-authorize
 	c.log().WithField("miners", len(live)).Warn("coordinator restarted; taking its miners over again")
 }
 
@@ -124,6 +131,9 @@ func (c *Coordinator) gone(ctx actor.Context, m *wire.MinerGone) {
 	}
 	if rec.authed {
 		c.env.Stats.MinersAuth.Add(-1)
+		if c.subs != nil {
+			c.leave(ctx, rec)
+		}
 	}
 	c.env.Stats.MinersConn.Add(-1)
 	// The id is freed after the Detach is queued, so the UNREGISTER reaches
@@ -131,8 +141,22 @@ func (c *Coordinator) gone(ctx actor.Context, m *wire.MinerGone) {
 	c.env.Alloc.Free(m.SessionID)
 }
 
+// slot finds the record of the slot a message came from: none for a slot
+// already stopped (a sub-account's, closed meanwhile). An index never
+// handed out is a bug, and the panic has the coordinator restarted clean.
+func (c *Coordinator) slot(idx int) (*slotRec, bool) {
+	if idx < 0 || idx >= c.nextSlot {
+		panic(fmt.Sprintf("coordinator: message from slot %d, which was never started", idx))
+	}
+	s, ok := c.slots[idx]
+	return s, ok
+}
+
 func (c *Coordinator) upReady(ctx actor.Context, m *wire.UpstreamReady) {
-	s := c.slots[m.Slot]
+	s, ok := c.slot(m.Slot)
+	if !ok {
+		return
+	}
 	s.ready, s.gen, s.pool, s.proto, s.since, s.err = true, m.Gen, m.Pool, m.Protocol, time.Now(), ""
 	if m.VersionMask != 0 && c.env.PoolMask != nil {
 		c.env.PoolMask.Store(m.VersionMask)
@@ -146,7 +170,10 @@ func (c *Coordinator) upReady(ctx actor.Context, m *wire.UpstreamReady) {
 }
 
 func (c *Coordinator) upLost(ctx actor.Context, m *wire.UpstreamLost) {
-	s := c.slots[m.Slot]
+	s, ok := c.slot(m.Slot)
+	if !ok {
+		return
+	}
 	s.ready, s.miners, s.since, s.err = false, 0, time.Now(), m.Reason
 	moved, parked := 0, 0
 	for _, sid := range m.Miners {
@@ -189,7 +216,10 @@ func (c *Coordinator) upLost(ctx actor.Context, m *wire.UpstreamLost) {
 
 // refused handles a slot that lost its link between our choice and the Attach.
 func (c *Coordinator) refused(ctx actor.Context, m *wire.AttachRefused) {
-	s := c.slots[m.Slot]
+	s, ok := c.slot(m.Slot)
+	if !ok {
+		return
+	}
 	if m.KeepSlot {
 		// Only this miner cannot be served there (the slot logged why).
 		rec, ok := c.miners[m.SessionID]

@@ -371,3 +371,36 @@ func TestMultiUserCoordinatorRestart(t *testing.T) {
 	alice.Until(10*time.Second, func(x testenv.Msg) bool { return x.Method == "mining.notify" })
 	bob.Until(10*time.Second, func(x testenv.Msg) bool { return x.Method == "mining.notify" })
 }
+
+// Over Stratum pool links the pool sees the same names as btccom's agent
+// would give it: "<sub-account>.<stratum_worker>" for the aggregated links
+// of "stratum", "<sub-account>.<worker>" for each miner's own link of
+// "stratum-per-miner".
+func TestMultiUserStratumNames(t *testing.T) {
+	for _, c := range []struct {
+		protocol string
+		want     []string
+	}{
+		{config.ProtocolStratum, []string{"alice.farm1", "bob.farm1"}},
+		{config.ProtocolStratumPerMiner, []string{"alice.rig1", "bob.rig1"}},
+	} {
+		t.Run(c.protocol, func(t *testing.T) {
+			pool := testenv.Pool(t, poolsim.Config{})
+			cfg := multiUserConfig(t, config.SubAccountOptions{Connections: 1, Max: 10, Grace: time.Minute}, pool.Addr())
+			cfg.Listen[0].Pools[0].Protocol = c.protocol
+			cfg.Listen[0].StratumWorker = "farm1"
+			a := testenv.Agent(t, cfg, agent.Options{})
+			testenv.Dial(t, testenv.Addr(a)).Login("alice.rig1", false)
+			testenv.Dial(t, testenv.Addr(a)).Login("bob.rig1", false)
+			if err := pool.WaitFor(testenv.Ctx(t), func(s *poolsim.Stats) bool {
+				return s.Workers[c.want[0]].Online && s.Workers[c.want[1]].Online
+			}); err != nil {
+				t.Fatalf("pool workers %v, want %v online", keys(pool.Stats().Workers), c.want)
+			}
+			st := pool.Stats()
+			if len(st.SubAccounts) != 2 || st.SubAccounts["alice"].Links == 0 || st.SubAccounts["bob"].Links == 0 {
+				t.Fatalf("pool sub-accounts %+v", st.SubAccounts)
+			}
+		})
+	}
+}

@@ -96,7 +96,7 @@ type Coordinator struct {
 	slots      map[int]*slotRec // by index
 	routes     map[string][]*slotRec
 	miners     map[uint16]*minerRec
-	nextSlot   int // slot indices are never reused, so a stopped slot's late messages match nothing
+	nextSlot   int // slot indices handed out when there is no Sessions registry to count them
 	subs       *subState
 	lastJob    *msg.Job
 	fakeSeq    uint32
@@ -166,8 +166,7 @@ func (c *Coordinator) Receive(ctx actor.Context) {
 func (c *Coordinator) spawnRoute(ctx actor.Context, r msg.Route, n int) {
 	for i := 0; i < n; i++ {
 		e := c.env.Upstream
-		e.Slot = c.nextSlot
-		c.nextSlot++
+		e.Slot = c.newSlotIndex()
 		e.Route = r
 		e.Coordinator = ctx.Self()
 		props := actor.PropsFromProducer(upstream.New(&e), actor.WithMailbox(actor.UnboundedLockfree()))
@@ -180,6 +179,23 @@ func (c *Coordinator) spawnRoute(ctx actor.Context, r msg.Route, n int) {
 		c.slots[s.idx] = s
 		c.routes[r.Name] = append(c.routes[r.Name], s)
 	}
+}
+
+// newSlotIndex returns an index no slot of this listener has had: a
+// stopped slot's late messages then match nothing.
+func (c *Coordinator) newSlotIndex() int {
+	if c.env.Sessions != nil {
+		return c.env.Sessions.newSlot()
+	}
+	c.nextSlot++
+	return c.nextSlot - 1
+}
+
+func (c *Coordinator) slotsIssued() int {
+	if c.env.Sessions != nil {
+		return c.env.Sessions.slotsIssued()
+	}
+	return c.nextSlot
 }
 
 // stopRoute stops the slots of a route (their links close) and forgets

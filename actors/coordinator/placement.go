@@ -97,7 +97,7 @@ func (c *Coordinator) rebuild() {
 	if c.env.Sessions == nil {
 		return
 	}
-	live := c.env.Sessions.snapshot()
+	live := c.env.Sessions.takeover()
 	if len(live) == 0 {
 		return
 	}
@@ -145,7 +145,7 @@ func (c *Coordinator) gone(ctx actor.Context, m *wire.MinerGone) {
 // already stopped (a sub-account's, closed meanwhile). An index never
 // handed out is a bug, and the panic has the coordinator restarted clean.
 func (c *Coordinator) slot(idx int) (*slotRec, bool) {
-	if idx < 0 || idx >= c.nextSlot {
+	if idx < 0 || idx >= c.slotsIssued() {
 		panic(fmt.Sprintf("coordinator: message from slot %d, which was never started", idx))
 	}
 	s, ok := c.slots[idx]

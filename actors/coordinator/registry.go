@@ -11,8 +11,10 @@ import (
 // when the miner is gone. It is the one piece of the coordinator's state
 // that survives a restart.
 type Registry struct {
-	mu sync.Mutex
-	m  map[uint16]wire.Miner
+	mu      sync.Mutex
+	m       map[uint16]wire.Miner
+	started bool // a coordinator has started on it: the next start is a restart
+	slots   int  // slot indices handed out, by every instance of the coordinator
 }
 
 // NewRegistry returns an empty registry.
@@ -38,9 +40,32 @@ func (r *Registry) Len() int {
 	return len(r.m)
 }
 
-func (r *Registry) snapshot() map[uint16]wire.Miner {
+// newSlot hands out a slot index. The count survives a restart, so a
+// restarted coordinator never reuses the index of a slot whose late
+// messages may still be in its mailbox.
+func (r *Registry) newSlot() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.slots++
+	return r.slots - 1
+}
+
+func (r *Registry) slotsIssued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.slots
+}
+
+// takeover returns the live sessions for a restarted coordinator, and
+// nothing on the first start: sessions that arrive before the first
+// coordinator has run are told to it by their MinerOpened.
+func (r *Registry) takeover() map[uint16]wire.Miner {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		r.started = true
+		return nil
+	}
 	out := make(map[uint16]wire.Miner, len(r.m))
 	for k, v := range r.m {
 		out[k] = v

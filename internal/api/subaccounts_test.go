@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -12,8 +10,6 @@ import (
 	"github.com/btcagent/btcagent/internal/testenv"
 	"github.com/btcagent/btcagent/sim/minersim"
 	"github.com/btcagent/btcagent/sim/poolsim"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // A multi-user listener with three miners of alice and two of bob, each
@@ -114,25 +110,7 @@ func TestMultiUserAPI(t *testing.T) {
 		t.Fatalf("miners per sub-account over the links: %v", got)
 	}
 
-	code, body := f.get(t, "/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d", code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	value := func(name string, labels map[string]string) float64 {
-		t.Helper()
-		for _, m := range fams[name].GetMetric() {
-			if hasLabels(m, labels) {
-				return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			}
-		}
-		t.Fatalf("metric %s%v missing", name, labels)
-		return 0
-	}
+	_, value := f.scrape(t)
 	alice, bob := map[string]string{"listener": "hosting", "sub_account": "alice"}, map[string]string{"listener": "hosting", "sub_account": "bob"}
 	for _, c := range []struct {
 		name   string

@@ -133,3 +133,21 @@ func validateMultiUser(l *Listener, p keyPath, label string) *Error {
 	}
 	return nil
 }
+
+// PluginPoolRoute sends miners to routes with pool users of their own,
+// which a multi-user listener cannot have: its miners' names choose.
+const PluginPoolRoute = "pool-route"
+
+// refuseOnMultiUser refuses a plugin that rewrites the pool user when it
+// applies to a multi-user listener.
+func (c *Config) refuseOnMultiUser(s *PluginSpec, p keyPath) *Error {
+	if s.Name != PluginPoolRoute {
+		return nil
+	}
+	for i := range c.Listen {
+		if l := &c.Listen[i]; l.MultiUser && s.AppliesTo(l.Port) {
+			return errorAt(p, "%scannot run on multi-user listener %s, where each miner's name chooses its sub-account; limit it to other ports with listen = [...]", s.label(), l.Name)
+		}
+	}
+	return nil
+}

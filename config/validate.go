@@ -360,6 +360,9 @@ func (c *Config) validatePlugins() *Error {
 				return errorAt(p.child("listen"), "%slisten port %d matches no [[listen]] table", s.label(), port)
 			}
 		}
+		if err := c.refuseOnMultiUser(s, p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/btcagent/btcagent/config"
 	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/btcagent/btcagent/internal/logging"
+	"github.com/btcagent/btcagent/internal/subaccount"
 	"github.com/btcagent/btcagent/plugins"
 	cmap "github.com/orcaman/concurrent-map"
 	"github.com/sirupsen/logrus"
@@ -210,6 +212,13 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 	if err := withProxies(routes, lc, cfg.Upstream, a.log); err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
+	subs, allow, err := multiUser(lc, routes, chain)
+	if err != nil {
+		return nil, err
+	}
+	if subs != nil {
+		routes = nil // every route is a sub-account's, opened by its first miner
+	}
 	u := cfg.Upstream
 	coordEnv := &coordinator.Env{
 		Listener: lc.Name, Port: lc.Port, Routes: routes, Connections: lc.Connections,
@@ -223,6 +232,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Limiter: a.limiter, Root: a.system.Root, Loop: a.engine,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, Sessions: l.sessions, PoolMask: &a.poolMask, Log: a.log,
+		SubAccounts: subs,
 	}
 	if coordEnv.Connections <= 0 {
 		coordEnv.Connections = u.Connections
@@ -240,9 +250,36 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 		MaxLine: cfg.Miner.MaxLineBytes, RateLimit: cfg.Miner.MaxRequestsPerSec,
 		LoginTimeout: cfg.Miner.LoginTimeout, IdleTimeout: cfg.Miner.IdleTimeout,
 		Log: log, Debug: a.log.IsLevelEnabled(logrus.DebugLevel), Limiter: a.limiter,
-		PoolMask: a.poolMask.Load,
+		PoolMask: a.poolMask.Load, MultiUser: subs != nil, Allow: allow,
 	}
 	return l, nil
+}
+
+// multiUser prepares a multi-user listener (nil, nil for the others): its
+// pools, already given their proxies, for every sub-account's links, with
+// any pool user dropped because the miners' names choose the sub-account,
+// and its allow-list. Plugin routes would send miners to a fixed pool user,
+// which config validation refuses on such a listener.
+func multiUser(lc config.Listener, routes []msg.Route, chain *plugins.Chain) (*coordinator.SubAccounts, *subaccount.AllowList, error) {
+	if !lc.MultiUser {
+		return nil, nil, nil
+	}
+	if len(routes) > 1 {
+		return nil, nil, fmt.Errorf("listener %s: plugin routes (pool-route) cannot run on a multi-user listener", lc.Name)
+	}
+	allow, err := lc.SubAccounts.AllowList()
+	if err != nil {
+		return nil, nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+	}
+	pools := slices.Clone(routes[0].Pools)
+	for i := range pools {
+		pools[i].User = ""
+	}
+	n := lc.SubAccounts.Connections
+	if n <= 0 {
+		n = lc.Connections
+	}
+	return &coordinator.SubAccounts{Max: lc.SubAccounts.Max, Grace: lc.SubAccounts.Grace, Connections: max(n, 1), Pools: pools}, allow, nil
 }
 
 func poolAddrs(lc config.Listener) []msg.PoolAddr {
@@ -387,11 +424,15 @@ func (l *Listener) Snapshot(timeout time.Duration) (*wire.Snapshot, error) {
 	return s, nil
 }
 
-// WaitReady blocks until every listener has at least n ready pool links.
+// WaitReady blocks until every listener has at least n ready pool links;
+// multi-user listeners, whose links open with their miners, are skipped.
 func (a *Agent) WaitReady(ctx context.Context, n int) error {
 	for {
 		ok := true
 		for _, l := range a.Listeners() {
+			if l.Cfg.MultiUser {
+				continue // no links before its first miner
+			}
 			s, err := l.Snapshot(time.Second)
 			if err != nil {
 				return err

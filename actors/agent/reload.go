@@ -212,7 +212,9 @@ func (a *Agent) handOver(cfg *config.Config, old, repl *Listener) {
 	if wait > readyTimeoutCap || wait <= 0 {
 		wait = readyTimeoutCap
 	}
-	if !repl.waitReady(wait) {
+	// A multi-user listener has no links until its miners come back, so
+	// there is nothing to wait for; their sub-accounts open as they do.
+	if !repl.Cfg.MultiUser && !repl.waitReady(wait) {
 		a.log.WithField("listener", repl.Cfg.Name).Warn("reload: no pool link of the new pool list is ready yet; moving the miners anyway (outage policy applies)")
 	}
 	a.retire(old, "listener reconfigured", true)

@@ -32,6 +32,7 @@ import (
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
+	"github.com/btcagent/btcagent/internal/subaccount"
 	"github.com/btcagent/btcagent/plugins"
 	"github.com/sirupsen/logrus"
 )
@@ -65,6 +66,11 @@ type Env struct {
 	Limiter      Logger // rate-limited warnings for miner misbehaviour
 	// PoolMask returns the version mask last granted by any upstream (0 if none yet).
 	PoolMask func() uint32
+	// MultiUser: the miner's name chooses its sub-account, within Allow
+	// (nil admits every valid name), and the coordinator admits it
+	// (wire.Admitted) before its authorize is answered.
+	MultiUser bool
+	Allow     *subaccount.AllowList
 }
 
 // Logger is the rate-limited logger interface (internal/logging.RateLimited).
@@ -125,7 +131,8 @@ type Session struct {
 	info msg.MinerInfo
 
 	upstream *actor.PID
-	sink     wire.Sink // the serving link's share buffer (agent links)
+	sink     wire.Sink  // the serving link's share buffer (agent links)
+	multi    *multiAuth // multi-user listeners: the sub-account, once chosen
 
 	diff      float64 // applies to the next job
 	jobs      [jobRing]jobEntry
@@ -296,10 +303,14 @@ func (s *Session) receive(m any) {
 	case *wire.Parked:
 		s.upstream, s.sink, s.parked = nil, nil, true
 		s.st.SetUpstream("")
+	case *wire.Admitted:
+		s.admitted(m)
 	case *wire.Replay:
 		s.upstream, s.sink, s.parked = nil, nil, true
 		s.st.SetUpstream("")
-		if s.authorized && !s.done {
+		// A multi-user authorize still unanswered went with the old
+		// coordinator: it is asked again too.
+		if (s.authorized || s.multi != nil && s.multi.req != nil) && !s.done {
 			s.env.Root.Send(s.env.Coordinator, s.authorizedMsg())
 		}
 	case *wire.Disconnect:

@@ -241,6 +241,21 @@ func (s *Session) authorize(r *codec.Request) {
 		s.reply(func(d []byte) []byte { return codec.AppendTrue(d, r.ID) })
 		return
 	}
+	if s.multi != nil && s.multi.req != nil {
+		s.reply(func(d []byte) []byte {
+			return codec.AppendError(d, r.ID, codec.StatusUnauthorized, "an authorize is already in progress")
+		})
+		return
+	}
+	var sub string
+	if s.env.MultiUser {
+		n, ref := s.env.Allow.Admit(user)
+		if ref != nil {
+			s.refuse(r.ID, user, ref)
+			return
+		}
+		sub = n.SubAccount
+	}
 	pw, _ := r.Param(1).String()
 	a := &msg.MinerAuthorizing{Info: s.info, Password: pw, Scratch: &s.scratch}
 	a.Info.User = user
@@ -262,6 +277,13 @@ func (s *Session) authorize(r *codec.Request) {
 	}
 	_, worker := codec.FitRegister(s.info.UserAgent, a.Info.Worker)
 	s.info.User, s.info.Worker = user, worker
+	if s.env.MultiUser {
+		// Answered when the coordinator admits the sub-account (admitted):
+		// only it knows whether the listener's cap leaves room.
+		s.multi = &multiAuth{sub: sub, req: append([]byte(nil), r.ID...)}
+		s.env.Root.Send(s.env.Coordinator, s.authorizedMsg())
+		return
+	}
 	s.authorized = true
 	s.st.SetIdentity(s.info.UserAgent, s.env.PoolUser+"."+worker)
 	s.env.Stats.MinersAuth.Add(1)
@@ -278,7 +300,11 @@ func (s *Session) authorizedMsg() *wire.MinerAuthorized {
 	}
 	info := s.info
 	info.UserAgent, _ = codec.FitRegister(s.info.UserAgent, s.info.Worker)
-	return &wire.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub}
+	m := &wire.MinerAuthorized{Info: info, VersionMask: mask, ExtranonceSub: s.extranonceSub}
+	if s.multi != nil {
+		m.SubAccount = s.multi.sub
+	}
+	return m
 }
 
 // ---- jobs ----

@@ -20,7 +20,8 @@ type Listener struct {
 	MinersAuth    atomic.Int64 // authorized miners
 	Accepted      atomic.Int64 // shares accepted (pool verdict, or forwarded in optimistic mode)
 	AcceptedDiff  atomicFloat  // sum of accepted share difficulty
-	Rejected      sync.Map     // reason (string) -> *atomic.Int64
+	Rejected      Counters     // shares rejected, by reason
+	Refused       Counters     // multi-user authorizes refused, by subaccount.Reason
 	LocalRejected atomic.Int64 // rejected by the agent or a plugin without costing uplink
 	FakeAnswered  atomic.Int64 // shares on placeholder jobs under the fake policy (unpaid)
 	SharesSent    atomic.Int64 // submit frames written upstream
@@ -43,24 +44,35 @@ func NewListener(name string, port int) *Listener {
 	return &Listener{Name: name, Port: port, FanoutNanos: NewHistogram()}
 }
 
-// Reject counts a reject by reason.
-func (l *Listener) Reject(reason string) {
-	v, ok := l.Rejected.Load(reason)
+// Counters are event counts by a key from a small fixed set (reject
+// reasons, refusal reasons): a key costs a map entry once, an event one
+// atomic add.
+type Counters struct{ m sync.Map } // string -> *atomic.Int64
+
+// Add counts one event of kind key.
+func (c *Counters) Add(key string) {
+	v, ok := c.m.Load(key)
 	if !ok {
-		v, _ = l.Rejected.LoadOrStore(reason, new(atomic.Int64))
+		v, _ = c.m.LoadOrStore(key, new(atomic.Int64))
 	}
 	v.(*atomic.Int64).Add(1)
 }
 
-// RejectCounts copies the reject counters.
-func (l *Listener) RejectCounts() map[string]int64 {
+// Counts copies the counters.
+func (c *Counters) Counts() map[string]int64 {
 	out := map[string]int64{}
-	l.Rejected.Range(func(k, v any) bool {
+	c.m.Range(func(k, v any) bool {
 		out[k.(string)] = v.(*atomic.Int64).Load()
 		return true
 	})
 	return out
 }
+
+// Reject counts a reject by reason.
+func (l *Listener) Reject(reason string) { l.Rejected.Add(reason) }
+
+// RejectCounts copies the reject counters.
+func (l *Listener) RejectCounts() map[string]int64 { return l.Rejected.Counts() }
 
 // AddMiner registers a miner's stats for the API.
 func (l *Listener) AddMiner(m *Miner) {

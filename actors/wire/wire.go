@@ -6,6 +6,8 @@
 package wire
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/btcagent/btcagent/actors/msg"
 	"github.com/btcagent/btcagent/actors/stats"
@@ -155,6 +157,24 @@ type Snapshot struct {
 	Placed    int
 	Parked    int
 	Upstreams []UpstreamState
+	// MultiUser listeners only: the sub-accounts with pool links, by name,
+	// and their cap.
+	SubAccounts    []SubAccountState
+	SubAccountsMax int
+}
+
+// SubAccountState is one sub-account of a multi-user listener: its
+// authorized miners, their hashrate and shares (including those of miners
+// gone since its links opened) and its links (the slots of its route).
+type SubAccountState struct {
+	Name      string
+	Miners    int
+	Hashrate  float64 // H/s, the miners' estimates added
+	Accepted  int64
+	Rejected  int64
+	Ready     int
+	Total     int
+	IdleSince time.Time // zero while it has miners
 }
 
 // UpstreamState describes one link slot.
@@ -186,6 +206,19 @@ type MinerAuthorized struct {
 	Info          msg.MinerInfo
 	VersionMask   uint32 // the mask the miner asked for (0: no version rolling)
 	ExtranonceSub bool   // the miner sent mining.extranonce.subscribe before authorizing
+	// SubAccount is set on multi-user listeners: the sub-account the
+	// miner's name chose. The coordinator answers with Admitted.
+	SubAccount string
+}
+
+// Admitted is a multi-user coordinator's answer to MinerAuthorized. Code 0
+// admits the miner to its sub-account; otherwise the sub-account could not
+// be given links (the listener's cap) and the miner's authorize is answered
+// with Code and Text. The coordinator tells the miner before it places it,
+// so the authorize answer precedes the first job.
+type Admitted struct {
+	Code codec.Status
+	Text string
 }
 
 // MinerGone tells the coordinator a miner's connection ended.

@@ -125,9 +125,6 @@ func (d *daemon) reload() (err error) {
 	if err := plugins.Validate(cfg.Plugins, ports(cfg)); err != nil {
 		return err
 	}
-	if err := notServedYet(cfg); err != nil {
-		return err
-	}
 	level, err := logrus.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return fmt.Errorf("log_level: %w", err)

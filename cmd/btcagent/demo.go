@@ -61,10 +61,6 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "btcagent demo: %v\n", err)
 		return 1
 	}
-	if err := notServedYet(cfg); err != nil {
-		fmt.Fprintf(stderr, "btcagent demo: %v\n", err)
-		return 1
-	}
 	a, err := agent.New(cfg, log, agent.Options{StatsInterval: time.Minute})
 	if err != nil {
 		fmt.Fprintf(stderr, "btcagent demo: %v\n", err)

@@ -142,9 +142,6 @@ func serve(cfg *config.Config, log *logrus.Logger, opts daemonOptions, stop <-ch
 	if err := plugins.Validate(cfg.Plugins, ports(cfg)); err != nil {
 		return err
 	}
-	if err := notServedYet(cfg); err != nil {
-		return err
-	}
 	// Signals first: a SIGTERM while the pool links come up must stop the
 	// agent cleanly, not kill it with the default action.
 	sig := make(chan os.Signal, 2)
@@ -184,20 +181,6 @@ func serve(cfg *config.Config, log *logrus.Logger, opts daemonOptions, stop <-ch
 	return nil
 }
 
-// notServedYet refuses settings the config accepts but the agent does not
-// run yet: a multi-user listener needs pool links per sub-account, and
-// running it with the single-user machinery would log every miner in
-// under an empty sub-account. `config check` only warns, so files can be
-// prepared ahead.
-func notServedYet(cfg *config.Config) error {
-	for i := range cfg.Listen {
-		if l := &cfg.Listen[i]; l.MultiUser {
-			return fmt.Errorf("listener %s: multi_user = true is not served by this version yet", l.Name)
-		}
-	}
-	return nil
-}
-
 func ports(cfg *config.Config) []int {
 	out := make([]int, 0, len(cfg.Listen))
 	for _, l := range cfg.Listen {
@@ -220,9 +203,6 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
-		}
-		if err := notServedYet(cfg); err != nil {
-			warnings = append(warnings, err.Error())
 		}
 		for _, w := range warnings {
 			fmt.Fprintln(stderr, "warning:", w)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/btcagent/btcagent/internal/testenv"
 	"github.com/btcagent/btcagent/sim/poolsim"
-	"github.com/sirupsen/logrus"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -154,30 +152,27 @@ func TestDaemonStopsOnSIGTERM(t *testing.T) {
 // A multi-user listener passes `config check` with a warning, but the
 // agent refuses to serve it until per-sub-account links are wired: it
 // would otherwise log every miner in under an empty sub-account.
-func TestMultiUserNotServedYet(t *testing.T) {
+// Multi-user listeners are served: config check passes them without a
+// warning, the btccom Go agent's shipped file (multi-user on) converts with
+// only the warning about names without a dot, and a pool-route plugin on
+// such a listener is refused with one line.
+func TestMultiUserConfigCheck(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "multi.toml")
-	os.WriteFile(path, []byte("[[listen]]\nname = \"hosting\"\nport = 3333\nmulti_user = true\n[[listen.pool]]\nhost = \"127.0.0.1\"\nport = 3334\n"), 0o600)
-	const want = "listener hosting: multi_user = true is not served by this version yet"
+	listen := "[[listen]]\nname = \"hosting\"\nport = 3333\nmulti_user = true\n[[listen.pool]]\nhost = \"127.0.0.1\"\nport = 3334\n"
+	os.WriteFile(path, []byte(listen), 0o600)
 	code, out, errOut := runCLI("config", "check", path)
-	if code != 0 || !strings.Contains(out, "OK") || strings.TrimSpace(errOut) != "warning: "+want {
+	if code != 0 || !strings.Contains(out, "OK") || errOut != "" {
 		t.Fatalf("config check: %d %q %q", code, out, errOut)
 	}
-	code, _, errOut = runCLI("reload", "-c", path)
-	if code != 1 || !strings.Contains(errOut, "not signalling, the config is invalid: "+want) {
-		t.Fatalf("reload -c: %d %q", code, errOut)
-	}
-	cfg, _, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	if err := serve(cfg, log, daemonOptions{}, nil); err == nil || err.Error() != want {
-		t.Fatalf("serve: %v", err)
-	}
-	// The legacy btccom Go agent's shipped file turns multi-user mode on.
 	code, out, errOut = runCLI("config", "check", "../../testdata/config/legacy/agent_conf_default.json")
-	if code != 0 || !strings.Contains(out, "OK (1 listener(s), 2 plugin(s))") || !strings.Contains(errOut, "warning: listener 0.0.0.0:3333: multi_user = true is not served") {
+	if code != 0 || !strings.Contains(out, "OK (1 listener(s), 2 plugin(s))") || strings.Contains(errOut, "not served") ||
+		!strings.Contains(errOut, "multi_user_mode: a miner whose name has no dot (no sub-account) is refused") {
 		t.Fatalf("legacy default: %d %q %q", code, out, errOut)
+	}
+	route := listen + "[[plugins]]\nname = \"pool-route\"\nsplit = { default = 50, b = 50 }\n[[plugins.route]]\nname = \"b\"\npool_user = \"x\"\npools = [\"127.0.0.1:3335\"]\n"
+	os.WriteFile(path, []byte(route), 0o600)
+	code, _, errOut = runCLI("config", "check", path)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "plugins[0] (pool-route): cannot run on multi-user listener hosting") {
+		t.Fatalf("pool-route on a multi-user listener: %d %q", code, errOut)
 	}
 }

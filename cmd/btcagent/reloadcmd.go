@@ -32,9 +32,6 @@ func reloadCmd(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			err = plugins.Validate(cfg.Plugins, ports(cfg))
 		}
-		if err == nil {
-			err = notServedYet(cfg)
-		}
 		if err != nil {
 			fmt.Fprintf(stderr, "btcagent reload: not signalling, the config is invalid: %v\n", err)
 			return 1

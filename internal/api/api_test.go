@@ -288,34 +288,7 @@ func TestMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // nothing to await: the histogram has no notification
 	}
-	code, body := f.get(t, "/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d", code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	value := func(name string, labels map[string]string) float64 {
-		t.Helper()
-		fam := fams[name]
-		if fam == nil {
-			t.Fatalf("metric %s missing", name)
-		}
-		for _, m := range fam.Metric {
-			if hasLabels(m, labels) {
-				switch {
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				}
-			}
-		}
-		t.Fatalf("metric %s%v missing", name, labels)
-		return 0
-	}
+	fams, value := f.scrape(t)
 	f.settle(t)
 	main := map[string]string{"listener": "main"}
 	st := f.agent.Listeners()[0].Stats
@@ -384,6 +357,37 @@ func TestMetrics(t *testing.T) {
 	if first := h.Bucket[0].GetUpperBound(); first != math.Ldexp(1, 10)/1e9 || n != fanoutLastBound-fanoutFirstBound+2 || !math.IsInf(h.Bucket[n-1].GetUpperBound(), 1) {
 		t.Fatalf("first bucket %v, %d buckets", first, n)
 	}
+}
+
+// scrape fetches and parses /metrics; value reads one gauge or counter,
+// failing the test when the series is missing.
+func (f *farm) scrape(t *testing.T) (map[string]*dto.MetricFamily, func(name string, labels map[string]string) float64) {
+	t.Helper()
+	code, body := f.get(t, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		for _, m := range fams[name].GetMetric() {
+			if hasLabels(m, labels) {
+				switch {
+				case m.Gauge != nil:
+					return m.Gauge.GetValue()
+				case m.Counter != nil:
+					return m.Counter.GetValue()
+				}
+			}
+		}
+		t.Fatalf("metric %s%v missing", name, labels)
+		return 0
+	}
+	return fams, value
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {

@@ -27,6 +27,7 @@ type collector struct {
 	links, linkMiners, fanout, fanoutMax               *prometheus.Desc
 	reloads, reloadSuccess, coordinatorErrors          *prometheus.Desc
 	farmMiners                                         *prometheus.Desc
+	sub                                                subDescs
 }
 
 func newCollector(s *Server) *collector {
@@ -36,6 +37,7 @@ func newCollector(s *Server) *collector {
 	}
 	return &collector{
 		s:                 s,
+		sub:               newSubDescs(d),
 		buildInfo:         d("build_info", "Always 1; the version label says which btcagent runs.", "version"),
 		sessions:          d("sessions_in_use", "Miner session ids in use (each miner connection holds one of 65535)."),
 		minersConnected:   d("miners_connected", "Miner TCP connections open.", l...),
@@ -64,12 +66,12 @@ func newCollector(s *Server) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
+	for _, d := range append([]*prometheus.Desc{
 		c.buildInfo, c.sessions, c.minersConnected, c.minersAuthorized, c.hashrate,
 		c.accepted, c.acceptedDiff, c.rejected, c.rejectedLocal, c.fake, c.sent,
 		c.bytes, c.writes, c.reconnects, c.failovers, c.pluginErrors,
 		c.links, c.linkMiners, c.fanout, c.fanoutMax, c.reloads, c.reloadSuccess, c.coordinatorErrors, c.farmMiners,
-	} {
+	}, c.sub.all()...) {
 		ch <- d
 	}
 }
@@ -112,6 +114,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstHistogram(c.fanout, count, sum, buckets, name)
 			gauge(c.fanoutMax, st.FanoutNanos.Max().Seconds(), name)
 		}
+		c.sub.collect(gauge, counter, l, snaps[i])
 		if snaps[i].err != nil {
 			gauge(c.coordinatorErrors, 1, name)
 			continue

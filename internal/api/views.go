@@ -35,18 +35,19 @@ type Summary struct {
 
 // ListenerSummary is one [[listen]] block in the summary.
 type ListenerSummary struct {
-	Name         string        `json:"name"`
-	Address      string        `json:"address"`
-	Port         int           `json:"port"`
-	PoolUser     string        `json:"pool_user"`
-	Miners       int64         `json:"miners"`     // connections open
-	Authorized   int64         `json:"authorized"` // of which authorized
-	Hashrate     float64       `json:"hashrate"`
-	Shares       ShareCounts   `json:"shares"`
-	Upstreams    LinkCounts    `json:"upstreams"`
-	PoolLink     PoolTraffic   `json:"pool_link"`
-	JobFanout    FanoutSummary `json:"job_fanout"`
-	PluginErrors int64         `json:"plugin_errors"`
+	Name              string        `json:"name"`
+	Address           string        `json:"address"`
+	Port              int           `json:"port"`
+	PoolUser          string        `json:"pool_user"`
+	Miners            int64         `json:"miners"`     // connections open
+	Authorized        int64         `json:"authorized"` // of which authorized
+	Hashrate          float64       `json:"hashrate"`
+	Shares            ShareCounts   `json:"shares"`
+	Upstreams         LinkCounts    `json:"upstreams"`
+	PoolLink          PoolTraffic   `json:"pool_link"`
+	JobFanout         FanoutSummary `json:"job_fanout"`
+	PluginErrors      int64         `json:"plugin_errors"`
+	*MultiUserSummary               // multi-user listeners only
 }
 
 // ShareCounts are a listener's share verdicts since it started.
@@ -130,7 +131,8 @@ type MinerPage struct {
 type Upstream struct {
 	Listener   string `json:"listener"`
 	Slot       int    `json:"slot"`
-	Route      string `json:"route"` // "" = the listener's own pool list; else a plugin's route
+	Route      string `json:"route"`                 // "" = the listener's own pool list; else a plugin's route, or a sub-account
+	SubAccount string `json:"sub_account,omitempty"` // multi-user listeners: the sub-account the slot serves
 	Ready      bool   `json:"ready"`
 	Pool       string `json:"pool"`     // host:port of the pool last connected; "" if never
 	Protocol   string `json:"protocol"` // that pool's: agent, stratum or stratum-per-miner; "" if never
@@ -212,7 +214,7 @@ func listenerSummary(l *agent.Listener, now time.Time, sr snapResult) ListenerSu
 			BytesUp: st.BytesUp.Load(), BytesDown: st.BytesDown.Load(), Writes: st.Writes.Load(),
 			Reconnects: st.Reconnects.Load(), Failovers: st.Failovers.Load(),
 		},
-		PluginErrors: pluginErrors(l),
+		PluginErrors: pluginErrors(l), MultiUserSummary: multiUserSummary(l, sr),
 	}
 	if h := st.FanoutNanos; h != nil {
 		ls.JobFanout = FanoutSummary{Count: h.Count(), P50Ms: ms(h.Quantile(0.5)), P99Ms: ms(h.Quantile(0.99)), MaxMs: ms(h.Max())}
@@ -254,6 +256,7 @@ func timePtr(t time.Time) *time.Time {
 // minerQuery is the parsed query string of /api/v1/miners.
 type minerQuery struct {
 	listener string
+	sub      string // sub_account=NAME: that sub-account's miners only
 	q        string
 	key      string
 	desc     bool
@@ -276,7 +279,7 @@ func parseMinerQuery(v map[string][]string) (minerQuery, string) {
 		}
 		return ""
 	}
-	q := minerQuery{listener: get("listener"), q: strings.ToLower(strings.TrimSpace(get("q"))), key: "worker", limit: defaultLimit}
+	q := minerQuery{listener: get("listener"), sub: get("sub_account"), q: strings.ToLower(strings.TrimSpace(get("q"))), key: "worker", limit: defaultLimit}
 	if s := get("sort"); s != "" {
 		q.key, q.desc = strings.CutPrefix(s, "-")
 		if !slices.Contains(sortKeys, q.key) {
@@ -325,10 +328,13 @@ func minerRows(ls []*agent.Listener, farm *farmwatch.Watcher, q minerQuery, now 
 		if q.listener != "" && l.Cfg.Name != q.listener {
 			continue
 		}
-		name, user := l.Cfg.Name, l.Cfg.PoolUser
+		name := l.Cfg.Name
 		l.Stats.Miners(func(m *stats.Miner) bool {
 			r := minerRow(name, m, now)
-			r.SubAccount, r.Status = user, string(farmwatch.Online)
+			r.SubAccount, r.Status = minerSubAccount(l, r.Worker), string(farmwatch.Online)
+			if q.sub != "" && r.SubAccount != q.sub {
+				return true
+			}
 			r.LastSeen = timePtr(now)
 			// A miner connected right now is not offline, whatever the
 			// last sweep said; it has at most not been swept yet.
@@ -345,7 +351,7 @@ func minerRows(ls []*agent.Listener, farm *farmwatch.Watcher, q minerQuery, now 
 	}
 	if farm != nil && slices.Contains(q.statuses, farmwatch.Offline) {
 		for _, m := range farm.MinersWhere(func(m *farmwatch.Miner) bool {
-			return m.Status == farmwatch.Offline && (q.listener == "" || m.Listener == q.listener)
+			return m.Status == farmwatch.Offline && (q.listener == "" || m.Listener == q.listener) && (q.sub == "" || m.SubAccount == q.sub)
 		}) {
 			rows = append(rows, offlineRow(&m))
 		}
@@ -468,7 +474,7 @@ func (s *Server) upstreams() *Upstreams {
 			continue
 		}
 		for _, u := range snaps[i].snap.Upstreams {
-			out.Upstreams = append(out.Upstreams, Upstream{Listener: l.Cfg.Name, Slot: u.Slot, Route: u.Route, Ready: u.Ready, Pool: u.Pool, Protocol: u.Protocol, Generation: u.Gen, Miners: u.Miners})
+			out.Upstreams = append(out.Upstreams, Upstream{Listener: l.Cfg.Name, Slot: u.Slot, Route: u.Route, SubAccount: upstreamSubAccount(l, u), Ready: u.Ready, Pool: u.Pool, Protocol: u.Protocol, Generation: u.Gen, Miners: u.Miners})
 		}
 	}
 	return out

@@ -22,6 +22,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,10 +53,21 @@ func ParseStatus(s string) (Status, bool) {
 	return st, slices.Contains(Statuses, st)
 }
 
+// subAccount is the sub-account of a miner known by its worker name as the
+// pool sees it ("<sub-account>.<worker>"). A sub-account never contains a
+// dot, so on a multi-user listener it is the name up to the first one.
+func (l *Listener) subAccount(worker string) string {
+	if l.PoolUser != "" {
+		return l.PoolUser
+	}
+	sub, _, _ := strings.Cut(worker, ".")
+	return sub
+}
+
 // Listener is what a sweep reads of one listener.
 type Listener struct {
 	Name     string
-	PoolUser string // the sub-account the listener's miners work for
+	PoolUser string // the sub-account the listener's miners work for; "" on a multi-user listener, where each miner's name says
 	Stats    *stats.Listener
 	// Links reports the listener's pool link slots; nil means no link events.
 	Links func() ([]wire.UpstreamState, error)
@@ -448,7 +460,7 @@ func (w *Watcher) update(seen []observed, now time.Time) []Event {
 			if x.addr != m.addr || m.Address == "" {
 				m.addr, m.Address = x.addr, addrString(x.addr)
 			}
-			m.SubAccount, m.UserAgent = lo.l.PoolUser, x.ua
+			m.SubAccount, m.UserAgent = lo.l.subAccount(worker), x.ua
 			m.LastSeen, m.Sessions, m.Hashrate, m.Difficulty = now, x.sessions, x.hashrate, x.diff
 			if x.lastShare.After(m.LastShare) {
 				m.LastShare = x.lastShare

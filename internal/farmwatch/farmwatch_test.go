@@ -27,6 +27,7 @@ type rig struct {
 	links []wire.UpstreamState
 	mu    sync.Mutex
 	next  uint16
+	user  string // the listener's pool user; "" makes it multi-user
 	log   *bytes.Buffer
 }
 
@@ -40,7 +41,7 @@ func testOptions() config.FarmWatchOptions {
 }
 
 func newRig(t *testing.T, o config.FarmWatchOptions) *rig {
-	r := &rig{t: t, st: stats.NewListener("main", 3333), now: time.Unix(1_800_000_000, 0), log: &bytes.Buffer{}}
+	r := &rig{t: t, user: "farm", st: stats.NewListener("main", 3333), now: time.Unix(1_800_000_000, 0), log: &bytes.Buffer{}}
 	log := logrus.New()
 	log.SetOutput(r.log)
 	r.w = New(o, r.source, log)
@@ -49,7 +50,7 @@ func newRig(t *testing.T, o config.FarmWatchOptions) *rig {
 }
 
 func (r *rig) source() []Listener {
-	return []Listener{{Name: "main", PoolUser: "farm", Stats: r.st, Links: func() ([]wire.UpstreamState, error) {
+	return []Listener{{Name: "main", PoolUser: r.user, Stats: r.st, Links: func() ([]wire.UpstreamState, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return append([]wire.UpstreamState(nil), r.links...), nil
@@ -409,5 +410,23 @@ func BenchmarkSweep(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		w.Sweep(now.Add(time.Duration(i+1) * 10 * time.Second))
+	}
+}
+
+// A known miner records the sub-account it works for: the listener's pool
+// user, or on a multi-user listener the one its own name chose.
+func TestSubAccountOfKnownMiners(t *testing.T) {
+	for _, c := range []struct{ user, worker, want string }{
+		{"farm", "farm.rig1", "farm"},
+		{"", "alice.rig1", "alice"},
+		{"", "bob.rack2.slot3", "bob"},
+	} {
+		r := newRig(t, testOptions())
+		r.user = c.user
+		r.connect(c.worker, "10.0.0.1:4000")
+		r.sweep(time.Second)
+		if m, ok := r.w.Lookup("main", c.worker); !ok || m.SubAccount != c.want {
+			t.Errorf("pool user %q, worker %q: sub-account %q (known %v), want %q", c.user, c.worker, m.SubAccount, ok, c.want)
+		}
 	}
 }

@@ -115,6 +115,16 @@ func (s *Set) NextExpiry() (at time.Time, ok bool) {
 	return at, ok
 }
 
+// IdleSince is when sub's last miner left; ok is false while it has
+// miners or has no links.
+func (s *Set) IdleSince(sub string) (since time.Time, ok bool) {
+	e, found := s.subs[sub]
+	if !found || e.miners > 0 {
+		return time.Time{}, false
+	}
+	return e.idleSince, true
+}
+
 // Len is the number of sub-accounts with links, idle ones included.
 func (s *Set) Len() int { return len(s.subs) }
 

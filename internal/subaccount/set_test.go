@@ -32,6 +32,9 @@ func TestSetLifecycle(t *testing.T) {
 		t.Fatal("one miner left: no expiry")
 	}
 	s.Leave("alice", at(20))
+	if since, ok := s.IdleSince("alice"); !ok || !since.Equal(at(20)) {
+		t.Fatalf("IdleSince = %v %v, want %v", since, ok, at(20))
+	}
 	if next, ok := s.NextExpiry(); !ok || !next.Equal(at(80)) {
 		t.Fatalf("NextExpiry = %v %v, want %v", next, ok, at(80))
 	}
@@ -41,6 +44,9 @@ func TestSetLifecycle(t *testing.T) {
 	// A miner coming back within the grace keeps the links.
 	if open, _, _ := s.Join("alice", at(79)); open {
 		t.Fatal("rejoin within grace must keep the links")
+	}
+	if _, ok := s.IdleSince("alice"); ok {
+		t.Fatal("IdleSince set while a miner is on")
 	}
 	s.Leave("alice", at(100))
 	if got := s.Expire(at(160)); !slices.Equal(got, []string{"alice"}) {

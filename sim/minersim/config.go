@@ -23,10 +23,14 @@ const (
 // Config describes the simulated farm. Zero values select the documented
 // defaults.
 type Config struct {
-	Target       string // host:port of the agent or the pool ("stratum+tcp://" is stripped)
-	Miners       int    // number of miners (connections)
-	ConnectRate  int    // new connections per second; 0 = as fast as the dialers go
-	User         string // authorize as "<User>.<WorkerPrefix><n>"
+	Target      string // host:port of the agent or the pool ("stratum+tcp://" is stripped)
+	Miners      int    // number of miners (connections)
+	ConnectRate int    // new connections per second; 0 = as fast as the dialers go
+	User        string // authorize as "<User>.<WorkerPrefix><n>"
+	// Names, when set, are the miners' authorize names, one each, used as
+	// they are (User and WorkerPrefix are then ignored); Miners may be left
+	// 0 and is then len(Names).
+	Names        []string
 	WorkerPrefix string // default "w"; n is zero-padded to the width of Miners-1 (min 3 digits)
 	Password     string // default "x"
 	UserAgent    string // default "cgminer/4.10.0"
@@ -102,8 +106,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Target == "" {
 		return cfg, fmt.Errorf("minersim: Target is empty")
 	}
+	if len(cfg.Names) > 0 && cfg.Miners == 0 {
+		cfg.Miners = len(cfg.Names)
+	}
 	if cfg.Miners <= 0 {
 		return cfg, fmt.Errorf("minersim: Miners must be positive, got %d", cfg.Miners)
+	}
+	if len(cfg.Names) > 0 && len(cfg.Names) != cfg.Miners {
+		return cfg, fmt.Errorf("minersim: %d Names for %d Miners", len(cfg.Names), cfg.Miners)
 	}
 	if cfg.ConnectRate < 0 {
 		return cfg, fmt.Errorf("minersim: ConnectRate must not be negative")

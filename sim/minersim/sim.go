@@ -98,6 +98,9 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	s.miners = make([]*miner, cfg.Miners)
 	for i := range s.miners {
 		m := &miner{s: s, idx: int32(i), name: WorkerName(cfg.User, cfg.WorkerPrefix, cfg.Miners, i)}
+		if cfg.Names != nil {
+			m.name = cfg.Names[i]
+		}
 		if cfg.Hash {
 			m.hw = &hashWork{}
 		}

@@ -215,6 +215,7 @@ func TestConfigValidation(t *testing.T) {
 		{Target: "x:1"},
 		{Target: "x:1", Miners: 1, Transport: "carrier-pigeon"},
 		{Target: "x:1", Miners: 1, Jitter: 2},
+		{Target: "x:1", Miners: 3, Names: []string{"a.1", "b.1"}},
 	}
 	for _, c := range bad {
 		if _, err := Start(context.Background(), c); err == nil || !strings.HasPrefix(err.Error(), "minersim:") {
@@ -225,6 +226,9 @@ func TestConfigValidation(t *testing.T) {
 	if err != nil || c.Target != "h:1" || c.WorkerPrefix != "w" || c.Password != "x" || c.UserAgent != "cgminer/4.10.0" ||
 		c.ShareInterval != 10*time.Second || c.Jitter != 0.2 || c.HashThreads != 1 || c.DialConcurrency != 5 {
 		t.Errorf("defaults: %+v %v", c, err)
+	}
+	if c, err := (Config{Target: "h:1", Names: []string{"a.1", "b.1"}}).withDefaults(); err != nil || c.Miners != 2 {
+		t.Errorf("Names without Miners: %d miners, %v", c.Miners, err)
 	}
 }
 

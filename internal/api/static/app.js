@@ -12,6 +12,7 @@
   const state = {
     sort: "-hashrate",
     q: "",
+    sub: "", // sub-account filter of the miner table (multi-user listeners)
     offset: 0,
     limit: 100,
     hours: 6,
@@ -132,7 +133,7 @@
       const card = el("article", { class: "card" + (up.ready === 0 ? " bad" : ""), "data-listener": l.name }, [
         el("h3", {}, [
           document.createTextNode(l.name + " "),
-          el("span", { class: "muted", text: ":" + l.port + " → " + l.pool_user }),
+          el("span", { class: "muted", text: ":" + l.port + " → " + (l.multi_user ? "multi-user" : l.pool_user) }),
         ]),
         el("dl", {}, [
           el("dt", { text: "Hashrate" }), dd("hashrate", l.hashrate, fmtHash(l.hashrate)),
@@ -147,6 +148,7 @@
           el("dt", { text: "Job fan-out p99" }), dd("fanout-p99", l.job_fanout.p99_ms, l.job_fanout.count ? l.job_fanout.p99_ms.toFixed(2) + " ms" : "–"),
         ]),
       ]);
+      if (l.multi_user) card.appendChild(subAccountTable(l));
       return card;
     });
     $("listeners").replaceChildren(...cards);
@@ -166,6 +168,40 @@
       }
     }
     replaceRows($("rejects").tBodies[0], rows, "No rejected shares.", 4);
+  }
+
+  // subAccountTable lists a multi-user listener's sub-accounts; clicking
+  // one filters the miner table to its miners.
+  function subAccountTable(l) {
+    const now = Date.now();
+    const refused = Object.values(l.refused).reduce((a, b) => a + b, 0);
+    const rows = l.sub_accounts.map((sa) => {
+      const tr = el("tr", { "data-sub-account": sa.name, class: "clickable", title: "Show " + sa.name + "'s miners" }, [
+        el("td", { text: sa.name }),
+        el("td", { class: "num", "data-field": "miners", "data-value": sa.miners, text: fmtInt(sa.miners) }),
+        el("td", { class: "num", "data-field": "hashrate", "data-value": sa.hashrate, text: fmtHash(sa.hashrate) }),
+        el("td", { class: "num", "data-field": "accepted", "data-value": sa.shares.accepted, text: fmtInt(sa.shares.accepted) }),
+        el("td", { class: "num", "data-field": "rejected", "data-value": sa.shares.rejected, text: fmtInt(sa.shares.rejected) }),
+        el("td", { class: sa.upstreams.ready === 0 ? "bad" : "", "data-field": "links", "data-value": sa.upstreams.ready, text: sa.upstreams.ready + "/" + sa.upstreams.total }),
+        el("td", { class: "muted", "data-field": "idle", text: sa.idle_since ? "idle " + fmtAgo(sa.idle_since, now) : "" }),
+      ]);
+      tr.addEventListener("click", () => setSubFilter(sa.name));
+      return tr;
+    });
+    const table = el("table", { class: "subaccounts", "data-listener": l.name }, [
+      el("caption", { text: "Sub-accounts " + l.sub_accounts.length + " / " + l.sub_accounts_max + (refused ? " · refused " + fmtInt(refused) : "") }),
+      el("thead", {}, [el("tr", {}, ["Name", "Miners", "Hashrate", "Accepted", "Rejected", "Links", ""].map((h) => el("th", { text: h })))]),
+      el("tbody", {}),
+    ]);
+    replaceRows(table.tBodies[0], rows, "No sub-account has miners yet.", 7);
+    return table;
+  }
+
+  function setSubFilter(name) {
+    state.sub = name;
+    state.offset = 0;
+    $("miner-sub").value = name;
+    loadMiners().catch(setStatus);
   }
 
   // ---- pool links ----
@@ -191,6 +227,7 @@
   function minersURL() {
     const p = new URLSearchParams({ sort: state.sort, limit: String(state.limit), offset: String(state.offset) });
     if (state.q) p.set("q", state.q);
+    if (state.sub) p.set("sub_account", state.sub);
     return "api/v1/miners?" + p.toString();
   }
 
@@ -208,8 +245,9 @@
       el("td", { class: m.upstream ? "" : "bad", text: m.upstream || "none" }),
       el("td", { class: statusClass(m.status), "data-field": "status", "data-value": m.status, text: m.status }),
     ]));
-    replaceRows($("miners").tBodies[0], rows, state.q ? "No miner matches." : "No miners connected.", 10);
-    stat($("miner-total"), page.total, "(" + fmtInt(page.total) + (state.q ? " matching" : "") + ")");
+    const filtered = state.q || state.sub;
+    replaceRows($("miners").tBodies[0], rows, filtered ? "No miner matches." : "No miners connected.", 10);
+    stat($("miner-total"), page.total, "(" + fmtInt(page.total) + (filtered ? " matching" : "") + ")");
     const first = page.total === 0 ? 0 : page.offset + 1;
     $("miner-page").textContent = first + "–" + (page.offset + page.miners.length) + " of " + fmtInt(page.total);
     $("miner-prev").disabled = page.offset === 0;
@@ -397,6 +435,11 @@
         state.offset = 0;
         loadMiners().catch(setStatus);
       }, 250);
+    });
+    let subTimer = 0;
+    $("miner-sub").addEventListener("input", (ev) => {
+      clearTimeout(subTimer);
+      subTimer = setTimeout(() => setSubFilter(ev.target.value.trim()), 250);
     });
     for (const th of document.querySelectorAll("#miners th[data-sort]")) {
       th.tabIndex = 0;

@@ -174,6 +174,13 @@ func (p *Pool) serve(c *conn) {
 			break
 		}
 	}
+	p.finish(c, err)
+}
+
+// finish ends a connection's serve loop: after CloseAfterShares it writes
+// what is pending first, otherwise it shuts the connection down; then the
+// pool forgets it.
+func (p *Pool) finish(c *conn, err error) {
 	if err == errCloseAfterShares {
 		c.closeAfterFlush()
 	} else {

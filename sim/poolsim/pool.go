@@ -132,7 +132,7 @@ func Start(cfg Config) (*Pool, error) {
 		}
 	}
 	p.wg.Add(2)
-	go p.acceptLoop(ln)
+	go p.acceptSV1(ln)
 	go p.jobLoop()
 	if cfg.StatsFile != "" {
 		p.statsDone = make(chan struct{})
@@ -194,7 +194,10 @@ func (p *Pool) Close() error {
 	return errors.Join(errs...)
 }
 
-func (p *Pool) acceptLoop(ln net.Listener) {
+// acceptLoop accepts connections on ln for as long as it is the pool's
+// listener of that kind (current, read under p.mu); setup runs under p.mu
+// for each new connection and serve on the connection's own goroutine.
+func (p *Pool) acceptLoop(ln net.Listener, current func() net.Listener, setup, serve func(*conn)) {
 	defer p.wg.Done()
 	for {
 		nc, err := ln.Accept()
@@ -213,7 +216,7 @@ func (p *Pool) acceptLoop(ln net.Listener) {
 			continue
 		}
 		p.mu.Lock()
-		if p.closed || p.ln != ln {
+		if p.closed || current() != ln {
 			p.mu.Unlock()
 			nc.Close()
 			return
@@ -227,10 +230,18 @@ func (p *Pool) acceptLoop(ln net.Listener) {
 			continue
 		}
 		c := p.newConnLocked(nc)
+		if setup != nil {
+			setup(c)
+		}
 		p.wg.Add(1)
 		p.mu.Unlock()
-		go p.serve(c)
+		go serve(c)
 	}
+}
+
+// acceptSV1 runs the acceptLoop of the Stratum V1 / agent listener.
+func (p *Pool) acceptSV1(ln net.Listener) {
+	p.acceptLoop(ln, func() net.Listener { return p.ln }, nil, p.serve)
 }
 
 // jobLoop publishes the periodic jobs.
@@ -625,7 +636,7 @@ func (p *Pool) Restart() error {
 	p.eventLocked(0, "restart", addr)
 	p.wg.Add(1)
 	p.mu.Unlock()
-	go p.acceptLoop(ln)
+	go p.acceptSV1(ln)
 	p.nextJob(true)
 	return nil
 }

@@ -96,42 +96,10 @@ func (p *Pool) hashJobLocked(j *job) (*codec.HashJob, error) {
 // sv2AcceptLoop accepts SV2 connections; the handshake runs on the
 // connection's own goroutine.
 func (p *Pool) sv2AcceptLoop(ln net.Listener) {
-	defer p.wg.Done()
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			p.log.WithError(err).Warn("poolsim: sv2 accept")
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			continue
-		}
-		p.mu.Lock()
-		if p.closed || p.sv2ln != ln {
-			p.mu.Unlock()
-			nc.Close()
-			return
-		}
-		if p.refuse {
-			p.tot.refused++
-			p.eventLocked(0, "refused", nc.RemoteAddr().String())
-			p.signalLocked()
-			p.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		c := p.newConnLocked(nc)
+	p.acceptLoop(ln, func() net.Listener { return p.sv2ln }, func(c *conn) {
 		c.sv2 = &sv2Conn{channels: make(map[uint32]*sv2Channel), nextID: 1, in: map[uint8]uint64{}, out: map[uint8]uint64{}}
 		c.userAgent = "sv2"
-		p.wg.Add(1)
-		p.mu.Unlock()
-		go p.serveSV2(c)
-	}
+	}, p.serveSV2)
 }
 
 // countingConn counts input and flushes queued output before each read, as
@@ -197,12 +165,7 @@ func (p *Pool) serveSV2(c *conn) {
 			break
 		}
 	}
-	if err == errCloseAfterShares {
-		c.closeAfterFlush()
-	} else {
-		c.shutdown()
-	}
-	p.removeConn(c, err)
+	p.finish(c, err)
 }
 
 // sv2SendLocked seals msgs in order and queues them as one write. While the

@@ -87,6 +87,12 @@ func Config(t testing.TB, poolUser string, poolAddrs ...string) *config.Config {
 	cfg.Upstream.ReconnectMax = 500 * time.Millisecond
 	cfg.Upstream.FailbackInterval = 500 * time.Millisecond
 	cfg.Upstream.FlushInterval = 5 * time.Millisecond
+	// Simulated hash miners at test difficulties submit tens of shares a
+	// second each, far above any ASIC, and on a loaded machine they arrive
+	// in bursts: the default per-miner budget (50 lines/s) would drop some
+	// of them, silently by design, and a test waiting for every answer
+	// would hang. Tests of the limit itself set their own.
+	cfg.Miner.MaxRequestsPerSec = 2000
 	cfg.ApplyDefaults()
 	return cfg
 }

@@ -427,7 +427,9 @@ func (m *miner) handleLineLocked(line []byte, now time.Time, o *lineOutcome) err
 // handleNotifyLocked makes a new job current.
 func (m *miner) handleNotifyLocked(r *codec.Request, now time.Time) {
 	s := m.s
-	s.notifies.Add(1)
+	// Counted last, so a snapshot that shows the notify shows its fan-out
+	// sample too.
+	defer s.notifies.Add(1)
 	idv := r.Param(0)
 	version, ok1 := codec.ParseHex32(r.Param(5).Str)
 	ntime, ok2 := codec.ParseHex32(r.Param(7).Str)

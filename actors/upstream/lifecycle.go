@@ -182,10 +182,12 @@ func (s *Slot) down(l *link, err error) {
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
 			reason = fmt.Sprintf("pool silent for %s", s.env.DeadAfter)
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 			// Whether the close fell between two messages, inside one, or
-			// came as a reset because our last write crossed it is chance;
-			// one wording keeps the loss logged once, not two or three times.
+			// came as a reset or a broken pipe because our last write
+			// crossed it is chance; one wording keeps the loss logged once,
+			// not two or three times.
 			reason = "the pool closed the connection"
 		}
 	}

@@ -82,9 +82,13 @@ func TestStratumSetExtranonce(t *testing.T) {
 		t.Fatalf("miners dropped: %+v", s)
 	}
 	// Shares already on the wire when the pool shrank the extranonce2 are
-	// refused by it (wrong size); nothing else.
+	// refused by it (wrong size); nothing else. Those still waiting for the
+	// flush window are not sent (answered stale by the agent); what was
+	// flushed before the agent read the pool's message is bounded by the
+	// share rate times that delay, which a loaded machine stretches: about
+	// one share per miner.
 	st = pool.Stats()
-	if bad := poolRejected(&st) - st.Totals.Rejected[codec.StatusIllegalParams]; bad != 0 || st.Totals.Rejected[codec.StatusIllegalParams] > n {
+	if bad := poolRejected(&st) - st.Totals.Rejected[codec.StatusIllegalParams]; bad != 0 || st.Totals.Rejected[codec.StatusIllegalParams] > 2*n {
 		t.Fatalf("pool rejected %v", st.Totals.Rejected)
 	}
 }

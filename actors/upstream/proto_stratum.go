@@ -35,6 +35,7 @@ type stratumLink struct {
 	out        []byte                  // requests not yet written
 	reqs       map[uint64]wire.Pending // by our JSON request id
 	nextReq    uint64
+	sentUpTo   uint64 // the last request id written to the socket
 	flushArmed bool
 	ring       []jobRec // recent jobs by local short id
 	nextShort  uint8    // local short id of the next job
@@ -331,6 +332,21 @@ func (t *stratumLink) flush(l *link) {
 	}
 	l.send(t.out)
 	t.out = t.out[:0]
+	t.sentUpTo = t.nextReq
+}
+
+// dropUnsent answers the shares still waiting for the flush window as
+// stale, without sending them: after the pool changed the extranonce in a
+// way this link cannot follow, it would refuse them anyway, at the cost of
+// uplink and a reject on the pool's books.
+func (t *stratumLink) dropUnsent(s *Slot, text string) {
+	for id := t.sentUpTo + 1; id <= t.nextReq; id++ {
+		if p, ok := t.reqs[id]; ok {
+			answerPending(s.env.Stats, &p, codec.StatusJobNotFoundOrStale, text, true)
+			delete(t.reqs, id)
+		}
+	}
+	t.out = t.out[:0]
 }
 
 func (t *stratumLink) pending() int { return len(t.reqs) }
@@ -379,6 +395,7 @@ func (t *stratumLink) setExtranonce(s *Slot, l *link, en1 string, size int) {
 			return
 		}
 		l.broken = true
+		t.dropUnsent(s, "the pool changed the extranonce; job is stale")
 		s.reconnect(l, "the pool changed the extranonce of a per-miner link")
 	case t.control:
 		t.emap = controlMap(en1, size)
@@ -388,6 +405,7 @@ func (t *stratumLink) setExtranonce(s *Slot, l *link, en1 string, size int) {
 			return
 		}
 		l.broken = true
+		t.dropUnsent(s, "the pool changed the extranonce; job is stale")
 		s.log().WithFields(map[string]any{"pool": l.name, "en2_size": size}).Warn("pool set an extranonce2 smaller than 8 bytes; reconnecting the link")
 		s.reconnect(l, fmt.Sprintf("the pool set extranonce2 size %d", size))
 	}

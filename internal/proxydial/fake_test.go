@@ -93,6 +93,7 @@ type fakeProxy struct {
 	names  map[string]string
 	stall  chan struct{} // if set, requests wait for it to close
 	mu     sync.Mutex
+	hold   chan struct{} // if set (under mu), connections are served once it closes
 	asked  []string // targets requested, as sent
 	closed chan string
 }
@@ -139,6 +140,12 @@ func (f *fakeProxy) serve(c net.Conn) {
 		_ = c.Close()
 		f.closed <- c.RemoteAddr().String()
 	}()
+	f.mu.Lock()
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 	var target string

@@ -159,6 +159,20 @@ func TestRaceKeepsFirstAndClosesTheOther(t *testing.T) {
 	slow := startFakeProxy(t, true, "", "", nil, nil)
 	slow.stall = make(chan struct{}) // never released
 	fast := startFakeProxy(t, false, "", "", nil, nil)
+	// The fast proxy serves only once the slow one holds a request: on a
+	// loaded machine the fast route could otherwise win before the slow one
+	// had even connected, and there would be nothing to close.
+	hold := make(chan struct{})
+	fast.mu.Lock()
+	fast.hold = hold
+	fast.mu.Unlock()
+	go func() {
+		defer close(hold)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(slow.Asked()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond) // polling a fake's state, bounded
+		}
+	}()
 	plan := mustPlan(t, []string{slow.URL("socks5"), fast.URL("http")}, false, false)
 	start := time.Now()
 	c, err := plan.Dial(ctx(t), pool.Addr(), 10*time.Second, nil)

@@ -68,8 +68,12 @@ func TestRunWritesSummary(t *testing.T) {
 	var mu sync.Mutex
 	submits := 0
 	var wg sync.WaitGroup
+	// The pool's connections close at the end of the test, not when run's
+	// context ends: a close racing the summary would count as a disconnect.
+	srvDone := make(chan struct{})
 	defer func() {
 		cancel()
+		close(srvDone)
 		_ = ln.Close()
 		wg.Wait()
 	}()
@@ -85,7 +89,7 @@ func TestRunWritesSummary(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				go func() { <-ctx.Done(); c.Close() }()
+				go func() { <-srvDone; c.Close() }()
 				rd := codec.NewReader(c, 0, false)
 				var r codec.Request
 				for {

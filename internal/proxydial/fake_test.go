@@ -94,7 +94,7 @@ type fakeProxy struct {
 	stall  chan struct{} // if set, requests wait for it to close
 	mu     sync.Mutex
 	hold   chan struct{} // if set (under mu), connections are served once it closes
-	asked  []string // targets requested, as sent
+	asked  []string      // targets requested, as sent
 	closed chan string
 }
 

@@ -69,13 +69,23 @@ func allOn(pools []string, n int, addr string) bool {
 // dropping them. Both pools validate every share for real; every share is
 // answered, and no share is answered true that a pool did not accept.
 func TestFailoverAgentToStratumAndBack(t *testing.T) {
+	primary := testenv.Pool(t, poolsim.Config{JSONDiff: 2e-7})
+	backup := testenv.Pool(t, poolsim.Config{JSONDiff: 2e-7, EN2Size: 8})
+	cfg := withProtocols(testenv.Config(t, "farm", primary.Addr(), backup.Addr()), config.ProtocolAgent, config.ProtocolStratum)
+	failoverAndBack(t, cfg, primary, primary.Addr(), backup)
+}
+
+// failoverAndBack runs the scenario above on cfg, whose first pool is
+// primary (reached at primaryAddr) and second backup: the primary drops
+// and refuses, the slots move to the backup, the primary comes back and the
+// failback moves them home; every share is answered and none is answered
+// true that a pool did not accept.
+func failoverAndBack(t *testing.T, cfg *config.Config, primary *poolsim.Pool, primaryAddr string, backup *poolsim.Pool) {
+	t.Helper()
 	// Each miner stops after per shares. Under load more of them are in
 	// flight (and answered stale) at the failover, so the budget leaves
 	// room for the 100 + 150 + 150 the test waits for whatever the timing.
 	const n, per = 20, 120
-	primary := testenv.Pool(t, poolsim.Config{JSONDiff: 2e-7})
-	backup := testenv.Pool(t, poolsim.Config{JSONDiff: 2e-7, EN2Size: 8})
-	cfg := withProtocols(testenv.Config(t, "farm", primary.Addr(), backup.Addr()), config.ProtocolAgent, config.ProtocolStratum)
 	cfg.Upstream.SubmitResponse = true // real verdicts on both sides
 	cfg.Outage.Policy = config.OutageWait
 	slots := cfg.Listen[0].Connections
@@ -91,7 +101,7 @@ func TestFailoverAgentToStratumAndBack(t *testing.T) {
 	primary.SetRefuse(true)
 	primary.DropAll()
 	if err := backup.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.Accepted >= 150 }); err != nil {
-		t.Fatalf("no shares on the stratum backup: %v %+v", err, backup.Stats().Totals)
+		t.Fatalf("no shares on the backup: %v %+v", err, backup.Stats().Totals)
 	}
 	if p := poolsOf(t, a); !allOn(p, slots, backup.Addr()) {
 		t.Fatalf("slots on %v, want all on the backup %s", p, backup.Addr())
@@ -105,8 +115,8 @@ func TestFailoverAgentToStratumAndBack(t *testing.T) {
 		t.Fatalf("no failback to the primary: %v; slots on %v", err, poolsOf(t, a))
 	}
 	logs.waitFor(t, "pool link replaced (failback)")
-	if p := poolsOf(t, a); !allOn(p, slots, primary.Addr()) {
-		t.Fatalf("slots on %v, want all back on the primary %s", p, primary.Addr())
+	if p := poolsOf(t, a); !allOn(p, slots, primaryAddr) {
+		t.Fatalf("slots on %v, want all back on the primary %s", p, primaryAddr)
 	}
 	// The backup's links are retired once their verdicts are in.
 	if err := backup.WaitFor(ctx, func(s *poolsim.Stats) bool { return len(s.Conns) == 0 }); err != nil {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/config"
 	"github.com/btcagent/btcagent/internal/testenv"
 	"github.com/btcagent/btcagent/sim/minersim"
@@ -130,86 +129,12 @@ func TestSV2FailoverToAgentAndBack(t *testing.T) {
 }
 
 func sv2FailoverAndBack(t *testing.T, proto string) {
-	const n, per = 20, 120
 	primary := sv2Pool(t, poolsim.Config{JSONDiff: 2e-7})
 	backup := testenv.Pool(t, poolsim.Config{JSONDiff: 2e-7})
 	host, port, _ := net.SplitHostPort(backup.Addr())
 	bport, _ := strconv.Atoi(port)
 	cfg := sv2Config(t, sv2Entry(t, primary, proto), config.Pool{Host: host, Port: bport, Protocol: config.ProtocolAgent})
-	cfg.Upstream.SubmitResponse = true // real verdicts on the agent side too
-	cfg.Outage.Policy = config.OutageWait
-	slots := cfg.Listen[0].Connections
-	a, logs := startAgent(t, cfg)
-	var got verdicts
-	sim := testenv.Miners(t, minersim.Config{Target: testenv.Addr(a), Miners: n, Hash: true, HashThreads: 2, VersionRolling: true,
-		MaxSharesPerMiner: per, OnShare: got.add})
-	ctx := testenv.Ctx(t)
-
-	if err := primary.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.Accepted >= 100 }); err != nil {
-		t.Fatal(err)
-	}
-	primary.SetRefuse(true)
-	primary.DropAll()
-	if err := backup.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.Accepted >= 150 }); err != nil {
-		t.Fatalf("no shares on the agent backup: %v %+v", err, backup.Stats().Totals)
-	}
-	if p := poolsOf(t, a); !allOn(p, slots, backup.Addr()) {
-		t.Fatalf("slots on %v, want all on the backup %s", p, backup.Addr())
-	}
-	mark := primary.Stats().Totals.Accepted
-	got.mu.Lock()
-	staleAtFailover := got.rejected[int(codec.StatusJobNotFoundOrStale)]
-	got.mu.Unlock()
-	primary.SetRefuse(false)
-	if err := primary.WaitFor(ctx, func(s *poolsim.Stats) bool { return s.Totals.Accepted >= mark+150 }); err != nil {
-		t.Fatalf("no failback to the SV2 pool: %v; slots on %v", err, poolsOf(t, a))
-	}
-	logs.waitFor(t, "pool link replaced (failback)")
-	if p := poolsOf(t, a); !allOn(p, slots, primary.SV2Addr()) {
-		t.Fatalf("slots on %v, want all back on the SV2 pool %s", p, primary.SV2Addr())
-	}
-	if err := backup.WaitFor(ctx, func(s *poolsim.Stats) bool { return len(s.Conns) == 0 }); err != nil {
-		t.Fatalf("backup links not closed: %d open", len(backup.Stats().Conns))
-	}
-
-	if err := sim.WaitFor(ctx, func(s *minersim.Summary) bool { return s.SharesAccepted+sumRejected(s) >= n*per }); err != nil {
-		t.Fatalf("shares not all answered: %v %+v", err, sim.Stats())
-	}
-	s := sim.Stats()
-	if s.SharesUnanswered != 0 || s.Reconnects != 0 || s.Disconnects != 0 {
-		t.Fatalf("miners: unanswered %d reconnects %d disconnects %d", s.SharesUnanswered, s.Reconnects, s.Disconnects)
-	}
-	ps, bs := primary.Stats(), backup.Stats()
-	poolAccepted := int64(ps.Totals.Accepted + bs.Totals.Accepted)
-	got.mu.Lock()
-	defer got.mu.Unlock()
-	if got.accepted != s.SharesAccepted {
-		t.Fatalf("OnShare saw %d accepts, summary %d", got.accepted, s.SharesAccepted)
-	}
-	// Never answered true unless a pool accepted it.
-	if got.accepted > poolAccepted {
-		t.Fatalf("miners saw %d accepts, pools accepted %d", got.accepted, poolAccepted)
-	}
-	stale := got.rejected[int(codec.StatusJobNotFoundOrStale)]
-	for code := range got.rejected {
-		if code != int(codec.StatusJobNotFoundOrStale) {
-			t.Fatalf("unexpected rejects %v", got.rejected)
-		}
-	}
-	// What a pool accepted but the miners did not see accepted was in
-	// flight when the SV2 pool dropped its links: answered stale.
-	if poolAccepted-got.accepted > stale {
-		t.Fatalf("pools accepted %d, miners saw %d accepts and %d stale answers", poolAccepted, got.accepted, stale)
-	}
-	// The failback itself loses nothing: the replaced links deliver the
-	// verdicts of their shares and take late shares on their jobs.
-	if stale != staleAtFailover {
-		t.Fatalf("%d stale answers after the failover, during the failback", stale-staleAtFailover)
-	}
-	if poolRejected(&ps) != 0 || poolRejected(&bs) != 0 || ps.Totals.Dropped != 0 {
-		t.Fatalf("pool rejects: SV2 %v agent %v dropped %d", ps.Totals.Rejected, bs.Totals.Rejected, ps.Totals.Dropped)
-	}
-	t.Logf("SV2 pool accepted %d, agent pool %d, miners %d accepted, %v stale (%d before the failback)", ps.Totals.Accepted, bs.Totals.Accepted, got.accepted, got.rejected, staleAtFailover)
+	failoverAndBack(t, cfg, primary, primary.SV2Addr(), backup)
 }
 
 // diffBefore reads until the next mining.notify and returns the last

@@ -84,3 +84,21 @@ func BenchmarkSetDiffFanout(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNotifyScan is what a miner (or the simulator standing in for
+// 10,000 of them) spends reading one 12-branch notify line.
+func BenchmarkNotifyScan(b *testing.B) {
+	n := parseExample(b)
+	for len(n.Branches) < 12 {
+		n.Branches = append(n.Branches, n.Branches[0])
+	}
+	line := n.AppendLine(nil, "01000a2b", true)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	var r Request
+	for i := 0; i < b.N; i++ {
+		if err := ScanRequest(line, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

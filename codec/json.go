@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,6 +218,7 @@ func (s *scanner) str() ([]byte, bool, error) {
 	s.i++
 	start := s.i
 	esc := false
+	words := start + 16 // where the word-at-a-time skip is tried next
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		switch {
@@ -250,9 +252,33 @@ func (s *scanner) str() ([]byte, bool, error) {
 			return nil, false, s.err("control character in string")
 		default:
 			s.i++
+			// Past the short strings of a share, Stratum strings are long
+			// hex (coinbase parts, merkle branches): skip eight plain bytes
+			// at a time up to the word that holds the end.
+			// (A share's strings end before the first look; after a look
+			// that finds the end near, the next is a word further.)
+			if s.i >= words {
+				for s.i+8 <= len(s.b) && !hasStringSpecial(binary.LittleEndian.Uint64(s.b[s.i:])) {
+					s.i += 8
+				}
+				words = s.i + 8
+			}
 		}
 	}
 	return nil, false, s.err("unterminated string")
+}
+
+// hasStringSpecial reports whether one of the eight bytes of x ends or
+// escapes a JSON string or is a control character: '"', '\\' or < 0x20.
+// Bytes of 0x80 and above (UTF-8) are plain. The tests are the classic
+// "has a zero byte" / "has a byte below n" word tricks, which never miss
+// such a byte (they may not say which one it is; the caller looks).
+func hasStringSpecial(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (x - ones*0x20) &^ x
+	quote := x ^ (ones * '"')
+	slash := x ^ (ones * '\\')
+	return (below|(quote-ones)&^quote|(slash-ones)&^slash)&highs != 0
 }
 
 func (s *scanner) value() (Value, error) { return s.valueDepth(0) }

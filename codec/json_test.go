@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -143,6 +144,82 @@ func TestParseJobID(t *testing.T) {
 		v, ok := ParseJobID([]byte(in))
 		if (want < 0) == ok || (ok && int(v) != want) {
 			t.Errorf("ParseJobID(%q) = %d %v", in, v, ok)
+		}
+	}
+}
+
+// The word test must flag every word holding a quote, a backslash or a
+// control character, wherever it sits and whatever surrounds it, and no
+// other word: a miss would let a string run past its end.
+func TestHasStringSpecialMatchesByteTest(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
+	fillers := []byte{'0', 'f', ' ', 0x7f, 0x80, 0xff, 0x21, 0x5b, 0x5d}
+	for _, fill := range fillers {
+		for pos := 0; pos < 8; pos++ {
+			for v := 0; v < 256; v++ {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(v)
+				want := false
+				for _, c := range w {
+					want = want || special(c)
+				}
+				if got := hasStringSpecial(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("word %q: hasStringSpecial = %v, want %v", w[:], got, want)
+				}
+			}
+		}
+	}
+	// Pairs of arbitrary bytes at two positions (borrows between bytes).
+	for a := 0; a < 256; a++ {
+		for b := 0; b < 256; b += 3 {
+			w := [8]byte{'a', byte(a), 'b', 'c', byte(b), 'd', 'e', 'f'}
+			want := special(byte(a)) || special(byte(b))
+			if got := hasStringSpecial(binary.LittleEndian.Uint64(w[:])); got != want {
+				t.Fatalf("word %q: hasStringSpecial = %v, want %v", w[:], got, want)
+			}
+		}
+	}
+}
+
+// Strings whose special byte falls at every offset of the eight-byte
+// stride end, escape and fail exactly where the byte-wise scanner would.
+func TestScanStringAtEveryOffset(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		body := strings.Repeat("ab01", 10)[:n]
+		cases := []struct {
+			raw     string
+			want    string // decoded
+			wantErr bool
+		}{
+			{`"` + body + `"`, body, false},
+			{`"` + body + `\"x"`, body + `"x`, false},
+			{`"` + body + `\\"`, body + `\`, false},
+			{`"` + body + `\u00e9z"`, body + "\u00e9z", false},
+			{`"` + body + "\x01" + `"`, "", true},
+			{`"` + body, "", true},
+			{`"` + body + "é\"", body + "é", false},
+		}
+		for _, c := range cases {
+			line := `{"id":1,"method":"m","params":[` + c.raw + `,"tail"]}`
+			var r Request
+			err := ScanRequest([]byte(line), &r)
+			if c.wantErr {
+				if err == nil {
+					t.Errorf("%q: no error", line)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%q: %v", line, err)
+				continue
+			}
+			got, err := r.Param(0).String()
+			if err != nil || got != c.want || string(r.Param(1).Str) != "tail" {
+				t.Errorf("%q: param 0 = %q (%v), param 1 = %q", line, got, err, r.Param(1).Str)
+			}
 		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/btcagent/btcagent/config"
+	"github.com/btcagent/btcagent/internal/fanout"
 	"github.com/btcagent/btcagent/internal/farmwatch"
 	"github.com/btcagent/btcagent/internal/logging"
 	"github.com/btcagent/btcagent/internal/subaccount"
@@ -72,6 +73,9 @@ type Agent struct {
 	reloadMu  sync.Mutex    // one Reload at a time, and never during Stop
 	restarts  atomic.Uint64 // suffix for the names of restarted coordinators
 	farm      *farmwatch.Watcher
+	// fanout is held by every job broadcast of every listener: they share
+	// the cores that periodic sweeps would take.
+	fanout fanout.Gate
 }
 
 // Listener is one [[listen]] block at run time.
@@ -161,6 +165,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	// the pool runs the rest on goroutines rather than block a sender.
 	a.pool = dispatch.New(opts.Workers, 1024, 0)
 	a.farm = farmwatch.New(cfg.FarmWatch, a.farmListeners, log)
+	a.farm.StandAsideFor(&a.fanout)
 	a.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(logging.SlogHandler(log, slog.LevelWarn)).With("lib", "protoactor")
@@ -229,7 +234,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
 			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, FailbackInterval: u.FailbackInterval,
 			StratumWorker: lc.StratumWorker, MaxLine: 64 * 1024,
-			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Limiter: a.limiter, Root: a.system.Root, Loop: a.engine,
+			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Limiter: a.limiter, Root: a.system.Root, Loop: a.engine, Fanout: &a.fanout,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, Sessions: l.sessions, PoolMask: &a.poolMask, Log: a.log,
 		SubAccounts: subs,

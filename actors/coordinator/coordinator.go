@@ -16,6 +16,7 @@ import (
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/upstream"
 	"github.com/btcagent/btcagent/actors/wire"
+	"github.com/btcagent/btcagent/internal/fanout"
 	"github.com/btcagent/btcagent/plugins"
 	"github.com/sirupsen/logrus"
 )
@@ -222,7 +223,7 @@ func (c *Coordinator) start(ctx actor.Context) {
 	}
 	c.done = make(chan struct{})
 	done := c.done // the tickers must not read the field, which Stopping/Restarting clears
-	self, root := ctx.Self(), c.env.Upstream.Root
+	self, root, gate := ctx.Self(), c.env.Upstream.Root, c.env.Upstream.Fanout
 	every := func(d time.Duration, mk func(time.Time) any) {
 		if d <= 0 {
 			return
@@ -233,6 +234,9 @@ func (c *Coordinator) start(ctx actor.Context) {
 			for {
 				select {
 				case now := <-t.C:
+					// A sweep over every miner during a job broadcast would
+					// take its CPU; it goes right after it instead.
+					gate.Wait(done, fanout.MaxWait)
 					root.Send(self, mk(now))
 				case <-done:
 					return

@@ -34,6 +34,7 @@ type Listener struct {
 	PluginErrors  atomic.Int64
 	RateDropped   atomic.Int64 // miner requests dropped by the per-miner rate limit
 	FanoutNanos   *Histogram   // pool job arrival to its last miner write, one sample per broadcast
+	Broadcasts    BroadcastLog // the last broadcasts, exactly
 
 	mu     sync.Mutex // guards miners: a plain map costs ~16 B a miner, a sync.Map ~110
 	miners map[uint16]*Miner

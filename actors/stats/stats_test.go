@@ -55,3 +55,23 @@ func TestListenerRejectCounts(t *testing.T) {
 		t.Fatal(c)
 	}
 }
+
+func TestBroadcastLogKeepsTheLatestInOrder(t *testing.T) {
+	var l BroadcastLog
+	if got := l.Recent(); len(got) != 0 {
+		t.Fatalf("empty log: %v", got)
+	}
+	t0 := time.Unix(1700000000, 0)
+	for i := 0; i < broadcastLogLen+5; i++ {
+		l.Add(Broadcast{JobAt: t0.Add(time.Duration(i) * time.Second), Miners: i})
+	}
+	got := l.Recent()
+	if len(got) != broadcastLogLen {
+		t.Fatalf("kept %d broadcasts, want %d", len(got), broadcastLogLen)
+	}
+	for i, b := range got {
+		if want := i + 5; b.Miners != want {
+			t.Fatalf("entry %d is broadcast %d, want %d (oldest first, the first 5 dropped)", i, b.Miners, want)
+		}
+	}
+}

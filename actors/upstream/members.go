@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/btcagent/btcagent/actors/msg"
+	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/sirupsen/logrus"
@@ -143,13 +144,28 @@ func (s *Slot) onJob(l *link, n *codec.Notify, at time.Time) {
 	// parallel). Its duration from the job's arrival is the fan-out; jobs
 	// given later to joining or moving miners are not part of it.
 	if l.users > 0 {
-		s.eachUser(l, func(a *attached) { a.miner.Tell(note) })
-		if fo := s.env.Stats.FanoutNanos; fo != nil && !at.IsZero() {
-			fo.Observe(time.Since(at))
-		}
+		s.broadcast(l, note, at)
 	}
 	// The coordinator keeps the newest job as the template for placeholder work.
 	s.tell(s.env.Coordinator, &msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
+}
+
+// broadcast writes a job that arrived at time at to every miner of link l,
+// holding the fan-out gate meanwhile, and records how long it took.
+func (s *Slot) broadcast(l *link, note *wire.JobNotified, at time.Time) {
+	s.env.Fanout.Begin()
+	defer s.env.Fanout.End()
+	start := time.Now()
+	n := 0
+	s.eachUser(l, func(a *attached) { a.miner.Tell(note); n++ })
+	end := time.Now()
+	if at.IsZero() {
+		return
+	}
+	if fo := s.env.Stats.FanoutNanos; fo != nil {
+		fo.Observe(end.Sub(at))
+	}
+	s.env.Stats.Broadcasts.Add(stats.Broadcast{JobAt: at, Miners: n, Write: end.Sub(start), Done: end.Sub(at)})
 }
 
 // minerJob builds the job miners get: coinb1 extended by suffix (the link's

@@ -44,6 +44,7 @@ import (
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/codec"
+	"github.com/btcagent/btcagent/internal/fanout"
 	"github.com/btcagent/btcagent/internal/logging"
 	"github.com/btcagent/btcagent/plugins"
 	"github.com/sirupsen/logrus"
@@ -81,6 +82,10 @@ type Env struct {
 	Root *actor.RootContext
 	// Loop flushes agent links' share buffers (nil: a timer per window).
 	Loop FlushLoop
+	// Fanout is held while a job is written to this slot's miners, so
+	// that sweeps over all miners wait for the broadcast (process-wide;
+	// nil: none).
+	Fanout *fanout.Gate
 }
 
 // attached is a miner the coordinator placed on this slot.

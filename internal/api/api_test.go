@@ -50,6 +50,31 @@ var (
 	}
 )
 
+// broadcasts checks job_fanout.recent: each entry a broadcast to at least
+// one miner, whose writes took no longer than the job's whole way.
+var broadcasts check = func(v any) error {
+	list, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("want a list of broadcasts, got %T %v", v, v)
+	}
+	for i, e := range list {
+		b, ok := e.(map[string]any)
+		if !ok || len(b) != 4 {
+			return fmt.Errorf("broadcast %d: want {job_at, miners, write_ms, done_ms}, got %v", i, e)
+		}
+		if err := isTime(b["job_at"]); err != nil {
+			return fmt.Errorf("broadcast %d: job_at: %w", i, err)
+		}
+		miners, _ := b["miners"].(float64)
+		write, _ := b["write_ms"].(float64)
+		done, _ := b["done_ms"].(float64)
+		if miners < 1 || write < 0 || done < write {
+			return fmt.Errorf("broadcast %d: want miners >= 1 and 0 <= write_ms <= done_ms, got %v", i, b)
+		}
+	}
+	return nil
+}
+
 func matches(re string) check {
 	rx := regexp.MustCompile(re)
 	return func(v any) error {
@@ -125,7 +150,7 @@ func TestSummaryJSON(t *testing.T) {
 			"rejected_locally": 0.0, "fake": 0.0, "sent": num(accepted),
 		}
 	}
-	fanout := map[string]any{"count": nonNegative, "p50_ms": nonNegative, "p99_ms": nonNegative, "max_ms": nonNegative}
+	fanout := map[string]any{"count": nonNegative, "p50_ms": nonNegative, "p99_ms": nonNegative, "max_ms": nonNegative, "recent": broadcasts}
 	f.settle(t)
 	// Byte counts as the pool counted them; writes after the handshake
 	// only where there were miners to register and shares to submit.
@@ -149,7 +174,7 @@ func TestSummaryJSON(t *testing.T) {
 				"name": "spare", "address": "127.0.0.1", "port": num(ls[1].Cfg.Port), "pool_user": "spare-user",
 				"miners": 0.0, "authorized": 0.0, "hashrate": 0.0,
 				"shares": shares(0), "upstreams": map[string]any{"ready": 2.0, "total": 2.0},
-				"pool_link": link("spare-user", func(v any) error { return equal(v, 0.0) }), "job_fanout": map[string]any{"count": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0},
+				"pool_link": link("spare-user", func(v any) error { return equal(v, 0.0) }), "job_fanout": map[string]any{"count": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "recent": []any{}},
 				"plugin_errors": 0.0,
 			},
 		},

@@ -85,6 +85,17 @@ type FanoutSummary struct {
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
+	// Recent are the last broadcasts (one per pool link and job), exact,
+	// oldest first.
+	Recent []BroadcastView `json:"recent"`
+}
+
+// BroadcastView is one job written to the miners of one pool link.
+type BroadcastView struct {
+	JobAt   time.Time `json:"job_at"`   // the pool's job arrived at the agent
+	Miners  int       `json:"miners"`   // miners it was written to
+	WriteMs float64   `json:"write_ms"` // first miner write to last
+	DoneMs  float64   `json:"done_ms"`  // job arrival to the last miner write
 }
 
 // ReloadSummary reports config reloads (SIGHUP / btcagent reload).
@@ -218,6 +229,10 @@ func listenerSummary(l *agent.Listener, now time.Time, sr snapResult) ListenerSu
 	}
 	if h := st.FanoutNanos; h != nil {
 		ls.JobFanout = FanoutSummary{Count: h.Count(), P50Ms: ms(h.Quantile(0.5)), P99Ms: ms(h.Quantile(0.99)), MaxMs: ms(h.Max())}
+	}
+	ls.JobFanout.Recent = []BroadcastView{}
+	for _, b := range st.Broadcasts.Recent() {
+		ls.JobFanout.Recent = append(ls.JobFanout.Recent, BroadcastView{JobAt: b.JobAt, Miners: b.Miners, WriteMs: ms(b.Write), DoneMs: ms(b.Done)})
 	}
 	if sr.err != nil {
 		ls.Upstreams.Error = "coordinator did not answer: " + sr.err.Error()

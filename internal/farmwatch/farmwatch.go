@@ -29,6 +29,7 @@ import (
 	"github.com/btcagent/btcagent/actors/stats"
 	"github.com/btcagent/btcagent/actors/wire"
 	"github.com/btcagent/btcagent/config"
+	"github.com/btcagent/btcagent/internal/fanout"
 	"github.com/sirupsen/logrus"
 )
 
@@ -175,6 +176,8 @@ type Watcher struct {
 	sweepMu sync.Mutex                 // one sweep at a time: it owns scratch
 	scratch map[string]map[string]*obs // by listener: the last sweep's observations, reused
 
+	gate *fanout.Gate // set before Start; nil: sweeps never wait
+
 	loopMu   sync.Mutex
 	stop     chan struct{}
 	done     chan struct{}
@@ -218,6 +221,10 @@ func New(opts config.FarmWatchOptions, src Source, log logrus.FieldLogger) *Watc
 	w.load()
 	return w
 }
+
+// StandAsideFor makes the sweeps wait while g reports a job broadcast in
+// progress (at most fanout.MaxWait each). Call it before Start.
+func (w *Watcher) StandAsideFor(g *fanout.Gate) { w.gate = g }
 
 func withDefaults(o config.FarmWatchOptions) config.FarmWatchOptions {
 	d := config.DefaultFarmWatch()
@@ -327,6 +334,11 @@ func (w *Watcher) loop(stop, done chan struct{}, every time.Duration) {
 		case <-stop:
 			return
 		case now := <-t.C:
+			// A sweep reads every miner's statistics: not while the same
+			// cores are writing a job to all of them.
+			if w.gate.Wait(stop, fanout.MaxWait) {
+				now = time.Now()
+			}
 			w.Sweep(now)
 			w.save(now, false)
 		}

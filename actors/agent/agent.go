@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -73,9 +74,9 @@ type Agent struct {
 	reloadMu  sync.Mutex    // one Reload at a time, and never during Stop
 	restarts  atomic.Uint64 // suffix for the names of restarted coordinators
 	farm      *farmwatch.Watcher
-	// fanout is held by every job broadcast of every listener: they share
-	// the cores that periodic sweeps would take.
-	fanout fanout.Gate
+	// fanout writes every listener's job broadcasts on all cores; sweeps
+	// wait on it, since they would take the cores the broadcast uses.
+	fanout *fanout.Pool
 }
 
 // Listener is one [[listen]] block at run time.
@@ -165,7 +166,8 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Agent, error) {
 	// the pool runs the rest on goroutines rather than block a sender.
 	a.pool = dispatch.New(opts.Workers, 1024, 0)
 	a.farm = farmwatch.New(cfg.FarmWatch, a.farmListeners, log)
-	a.farm.StandAsideFor(&a.fanout)
+	a.fanout = fanout.NewPool(runtime.NumCPU())
+	a.farm.StandAsideFor(&a.fanout.Gate)
 	a.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(logging.SlogHandler(log, slog.LevelWarn)).With("lib", "protoactor")
@@ -234,7 +236,7 @@ func (a *Agent) newListener(cfg *config.Config, lc config.Listener, chain *plugi
 			DialTimeout: u.DialTimeout, HandshakeTimeout: u.HandshakeTimeout, DeadAfter: u.DeadAfter,
 			ReconnectMin: u.ReconnectMin, ReconnectMax: u.ReconnectMax, FailbackInterval: u.FailbackInterval,
 			StratumWorker: lc.StratumWorker, MaxLine: 64 * 1024,
-			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Limiter: a.limiter, Root: a.system.Root, Loop: a.engine, Fanout: &a.fanout,
+			Chain: chain, Stats: l.Stats, Gens: &a.gens, Log: a.log, Limiter: a.limiter, Root: a.system.Root, Loop: a.engine, Fanout: a.fanout,
 		},
 		Chain: chain, Stats: l.Stats, Alloc: a.alloc, Sessions: l.sessions, PoolMask: &a.poolMask, Log: a.log,
 		SubAccounts: subs,
@@ -412,6 +414,7 @@ func (a *Agent) Stop() {
 		}
 		a.system.Shutdown()
 		a.pool.Close()
+		a.fanout.Stop()
 		a.limiter.Flush()
 	})
 }

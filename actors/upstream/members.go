@@ -153,12 +153,14 @@ func (s *Slot) onJob(l *link, n *codec.Notify, at time.Time) {
 // broadcast writes a job that arrived at time at to every miner of link l,
 // holding the fan-out gate meanwhile, and records how long it took.
 func (s *Slot) broadcast(l *link, note *wire.JobNotified, at time.Time) {
-	s.env.Fanout.Begin()
-	defer s.env.Fanout.End()
 	start := time.Now()
-	n := 0
-	s.eachUser(l, func(a *attached) { a.miner.Tell(note); n++ })
+	to := s.targets[:0]
+	s.eachUser(l, func(a *attached) { to = append(to, a.miner) })
+	s.env.Fanout.Run(len(to), func(i int) { to[i].Tell(note) })
 	end := time.Now()
+	n := len(to)
+	clear(to) // no session kept alive by the scratch list
+	s.targets = to[:0]
 	if at.IsZero() {
 		return
 	}

@@ -82,10 +82,10 @@ type Env struct {
 	Root *actor.RootContext
 	// Loop flushes agent links' share buffers (nil: a timer per window).
 	Loop FlushLoop
-	// Fanout is held while a job is written to this slot's miners, so
-	// that sweeps over all miners wait for the broadcast (process-wide;
-	// nil: none).
-	Fanout *fanout.Gate
+	// Fanout writes a job to this slot's miners on every core, and is the
+	// gate that sweeps over all miners wait on meanwhile (process-wide;
+	// nil: the slot writes alone).
+	Fanout *fanout.Pool
 }
 
 // attached is a miner the coordinator placed on this slot.
@@ -118,6 +118,9 @@ type Slot struct {
 	upAttempt  int    // the failover attempt count when the current link came up
 	attached   map[uint16]*attached
 	since      time.Time
+	// targets is the broadcast's list of miners, kept between jobs (16 B a
+	// miner) so that a job does not allocate it again.
+	targets []wire.Miner
 
 	switching     bool // a failback or reconnect dial is in flight
 	wantReconnect bool // the pool asked for a reconnect during that dial

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -420,4 +421,40 @@ func floorCommand(line string) (conns int, bytes int64, err error) {
 		return 0, 0, fmt.Errorf("command %q: %w", line, err)
 	}
 	return conns, bytes, nil
+}
+
+// FloorFor measures the floor for one size of o's workload: o.Miners
+// connections, writes the size of its notify line, after the same wait for a
+// quiet machine as a run. The reader's log goes to o.Dir.
+func FloorFor(ctx context.Context, o Options) (*Floor, error) {
+	o = o.withDefaults()
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("floor: create directory: %w", err)
+	}
+	size, err := NotifyLineSize(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitQuiet(ctx, o); err != nil {
+		return nil, err
+	}
+	f, err := MeasureFloor(ctx, FloorOptions{Conns: o.Miners, Bytes: size, LogPath: filepath.Join(o.Dir, "floor-reader.log")})
+	if err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// String is the floor in one line for the terminal.
+func (f *Floor) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s connections × %d B, %d rounds:", format(float64(f.Conns), 0), f.Bytes, f.Rounds)
+	for _, r := range f.Runs {
+		fmt.Fprintf(&b, " %d writer(s) median %.1f ms (%.1f–%.1f)", r.Writers, r.MedianMs, r.MinMs, r.MaxMs)
+		if r.WriteErrors > 0 {
+			fmt.Fprintf(&b, ", %d write errors", r.WriteErrors)
+		}
+		b.WriteString(";")
+	}
+	return strings.TrimSuffix(b.String(), ";")
 }

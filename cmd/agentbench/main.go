@@ -36,6 +36,11 @@ import (
 )
 
 func main() {
+	// The broadcast floor's reader is this binary started again: one
+	// process cannot hold both ends of 10,000 connections.
+	if os.Getenv(bench.FloorReaderEnv) == "1" {
+		os.Exit(bench.ServeFloorReader())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args, os.Stdout, os.Stderr))
@@ -63,6 +68,7 @@ type options struct {
 	refRev           string
 	order            string
 	firstSides       []string // -order, parsed
+	floor            bool
 	bench.Options
 }
 
@@ -123,6 +129,7 @@ Flags:
 	fs.StringVar(&o.refKind, "ref-kind", bench.KindCpp, "what -ref is: cpp (btccom's C++ agent: legacy JSON config, -l log directory, 5 links) or go (another build of this agent)")
 	fs.StringVar(&o.refLabel, "ref-label", "", "name of the reference in reports, e.g. 'C++ btcagent d61642c' (default: by -ref-kind)")
 	fs.StringVar(&o.refRev, "ref-rev", "", "revision the reference was built from, recorded with the results (Go builds carry their own)")
+	fs.BoolVar(&o.floor, "floor", true, "before each size's first run, measure this machine's broadcast floor (one notify-sized write to each of N loopback connections, 2 and 1 writers) and report fan-out in multiples of it")
 	fs.StringVar(&o.order, "order", "ours,ref", "with -ref: which side runs first in run 1; later runs alternate")
 	return fs
 }
@@ -367,9 +374,15 @@ func (o *options) runLoad(ctx context.Context, sizes []int, work string, m bench
 	var failure error
 	for _, n := range sizes {
 		var runs []bench.Result
+		floor, err := o.measureFloor(ctx, n, work)
+		if err != nil {
+			failure = err
+			break
+		}
 		for k := 1; k <= o.runs && failure == nil; k++ {
 			ro := o.Options
 			ro.Miners = n
+			ro.Floor = floor
 			ro.Dir = filepath.Join(work, fmt.Sprintf("miners-%d-run-%d", n, k))
 			o.Logf("%d miners, run %d/%d (logs in %s)", n, k, o.runs, ro.Dir)
 			r, err := bench.Run(ctx, ro)
@@ -494,6 +507,29 @@ func runOrder(first []string, runs int) []string {
 	return out
 }
 
+// measureFloor measures the broadcast floor for n miners unless -floor=false
+// (then it returns nil). A floor that cannot be measured leaves the runs
+// without it rather than stopping them; only an interrupt is an error.
+func (o *options) measureFloor(ctx context.Context, n int, work string) (*bench.Floor, error) {
+	if !o.floor {
+		return nil, nil
+	}
+	fo := o.Options
+	fo.Miners = n
+	fo.Dir = filepath.Join(work, fmt.Sprintf("miners-%d-floor", n))
+	o.Logf("%d miners: broadcast floor (logs in %s)", n, fo.Dir)
+	f, err := bench.FloorFor(ctx, fo)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%d miners, floor: %w", n, err)
+		}
+		o.Logf("  warning: broadcast floor not measured: %v", err)
+		return nil, nil
+	}
+	o.Logf("  floor: %s", f)
+	return f, nil
+}
+
 // refSide describes the reference agent for reports.
 func (o *options) refSide() bench.CompareSide {
 	s := bench.CompareSide{Kind: o.refKind, Label: o.refLabel, Bin: o.ref, Build: bench.ReadBinaryInfo(o.ref)}
@@ -513,10 +549,16 @@ func (o *options) runCompare(ctx context.Context, sizes []int, work string, m be
 		ours := bench.CompareSide{Kind: bench.KindGo, Label: "this agent", Bin: o.AgentBin, Build: agent}
 		ref := o.refSide()
 		order := runOrder(o.firstSides, o.runs)
+		floor, err := o.measureFloor(ctx, n, work)
+		if err != nil {
+			failure = err
+			break
+		}
 		for i, side := range order {
 			k := i/2 + 1
 			ro := o.Options
 			ro.Miners = n
+			ro.Floor = floor
 			ro.Dir = filepath.Join(work, fmt.Sprintf("miners-%d-run-%d-%s", n, k, side))
 			if side == bench.SideRef {
 				ro.AgentBin, ro.AgentKind, ro.AgentEnv = o.ref, o.refKind, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -83,5 +84,22 @@ func TestRunOrder(t *testing.T) {
 	}
 	if got := runOrder([]string{"ref", "ours"}, 1); !slices.Equal(got, []string{"ref", "ours"}) {
 		t.Fatalf("got %v", got)
+	}
+}
+
+// TestFloorFlag checks that the floor is measured unless -floor=false, and
+// that skipping it leaves the runs without one.
+func TestFloorFlag(t *testing.T) {
+	var on options
+	if err := newFlags(&on, io.Discard).Parse(nil); err != nil || !on.floor {
+		t.Fatalf("default: floor %v, err %v", on.floor, err)
+	}
+	var off options
+	if err := newFlags(&off, io.Discard).Parse([]string{"-floor=false"}); err != nil || off.floor {
+		t.Fatalf("-floor=false: floor %v, err %v", off.floor, err)
+	}
+	f, err := off.measureFloor(context.Background(), 1000, t.TempDir())
+	if err != nil || f != nil {
+		t.Fatalf("skipped floor gave %+v, %v", f, err)
 	}
 }

@@ -115,6 +115,13 @@ var compareMetrics = []compareMetric{
 	{"fanout_p99_ms", true},
 	{"fanout_max_ms", true},
 	{"job_last_max_ms", true},
+	{"agent_fanout_p50_ms", true},
+	{"agent_fanout_max_ms", true},
+	// Measured once per size for both sides: the same number on both, the
+	// yardstick of the two ratios below rather than something to compare.
+	{"floor_ms", false},
+	{"fanout_p99_per_floor", true},
+	{"agent_fanout_max_per_floor", true},
 	{"submit_p50_ms", true},
 	{"submit_p99_ms", true},
 	{"shares_per_s", false},
@@ -235,9 +242,12 @@ func formatRatio(r Ratio, ratio bool) string {
 // comparisonRows are the rows of a comparison table: label, ours, ref, ratio.
 func comparisonRows(c Comparison) [][]string {
 	var rows [][]string
-	for i, cm := range compareMetrics {
-		if i >= len(c.Ratios) || c.Ratios[i].Key != cm.key {
-			continue // written by an older harness with other rows
+	for _, cm := range compareMetrics {
+		// Looked up by key: comparisons written by an older harness have
+		// fewer rows, or rows in another order.
+		i := slices.IndexFunc(c.Ratios, func(r Ratio) bool { return r.Key == cm.key })
+		if i < 0 {
+			continue
 		}
 		mt, _ := MetricByKey(cm.key)
 		r := c.Ratios[i]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,62 @@ func TestRenderComparison(t *testing.T) {
 	}
 	if f := strings.Fields(lost); len(f) != 4 || f[0] != "lost" || f[3] != "=" {
 		t.Errorf("lost row %q, want both zero and \"=\":\n%s", lost, out)
+	}
+}
+
+// TestComparisonAgentFanout checks the rows of the agent's own fan-out and
+// the floor: a reference without the agent's record (the C++ agent) has no
+// number and so no ratio; the floor, the same for both sides, has none
+// either.
+func TestComparisonAgentFanout(t *testing.T) {
+	floor := &Floor{Conns: 10000, Bytes: 1324, Rounds: 7, Runs: []FloorRun{{Writers: 2, MedianMs: 20, MinMs: 19, MaxMs: 25}, {Writers: 1, MedianMs: 30, MinMs: 29, MaxMs: 31}}}
+	o := sideRun(0.02, 20, 80, 30, 0, 0.05, 2)
+	o.AgentFanoutP50Ms, o.AgentFanoutMaxMs, o.AgentFanoutJobs = 18, 26, 4
+	r := sideRun(0.06, 36, 900, 170, 0, 0.05, 5)
+	r.AgentFanoutP50Ms, r.AgentFanoutMaxMs, r.AgentFanoutJobs = math.NaN(), math.NaN(), math.NaN()
+	for _, x := range []*Result{&o, &r} {
+		x.setFloor(floor)
+		x.setFloorRatios()
+	}
+	c := NewComparison(CompareSide{Kind: KindGo, Raw: []Result{o}}, CompareSide{Kind: KindCpp, Raw: []Result{r}}, nil, time.Time{}, "", Machine{Cores: 2})
+	if q := ratioByKey(t, c, "fanout_p99_per_floor"); q.Ours != 1.5 || q.Ref != 8.5 || math.Abs(q.Ratio-1.5/8.5) > 1e-12 {
+		t.Errorf("fan-out p99 per floor: %+v", q)
+	}
+	if q := ratioByKey(t, c, "agent_fanout_max_ms"); q.Ours != 26 || !math.IsNaN(q.Ref) || !math.IsNaN(q.Ratio) {
+		t.Errorf("agent fan-out max: %+v", q)
+	}
+	if q := ratioByKey(t, c, "floor_ms"); q.Ours != 20 || q.Ref != 20 || !math.IsNaN(q.Ratio) {
+		t.Errorf("floor: %+v", q)
+	}
+	var buf bytes.Buffer
+	if err := WriteComparison(&buf, c); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string][]string{}
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if label, rest, ok := strings.Cut(strings.TrimSpace(l), "  "); ok {
+			rows[label] = strings.Fields(rest)
+		}
+	}
+	for label, want := range map[string][]string{
+		"agent fan-out max ms": {"26.0", "–", "–"},
+		"agent max/floor":      {"1.30", "–", "–"},
+		"fan-out p99/floor":    {"1.50", "8.50", "0.18×"},
+		"floor ms":             {"20.0", "20.0"},
+	} {
+		if !slices.Equal(rows[label], want) {
+			t.Errorf("row %q = %q, want %q\n%s", label, rows[label], want, buf.String())
+		}
+	}
+
+	// A comparison stored by a harness without these rows still renders
+	// every row it has.
+	old := testComparison()
+	old.Ratios = slices.DeleteFunc(old.Ratios, func(r Ratio) bool {
+		return strings.Contains(r.Key, "floor") || strings.HasPrefix(r.Key, "agent_fanout")
+	})
+	got := comparisonRows(old)
+	if len(got) != len(old.Ratios) || got[len(got)-1][0] != "other CPU" {
+		t.Errorf("old comparison: %d rows of %d ratios, last %q", len(got), len(old.Ratios), got[len(got)-1])
 	}
 }

@@ -154,6 +154,20 @@ func RenderMarkdown(db DB) string {
 		b.WriteString(metricTable(entries, short, []string{"miners"},
 			"fanout_p50_ms", "fanout_p99_ms", "fanout_max_ms", "job_last_p50_ms", "job_last_max_ms", "jobs_in_window",
 			"submit_p50_ms", "submit_p99_ms", "shares_sent", "pool_accepted", "pool_rejected", "shares_lost", "miner_disconnects", "miner_errors"))
+		if slices.ContainsFunc(entries, func(e Entry) bool { return e.Result.Floor != nil || !math.IsNaN(e.Result.AgentFanoutMaxMs) }) {
+			b.WriteString("\n#### Fan-out: the agent's own account, and this machine's broadcast floor\n\n")
+			floorLead := func(_ int, e Entry) []string {
+				row := short(0, e)
+				if f := e.Result.Floor; f != nil {
+					return append(row, format(float64(f.Bytes), 0), fmt.Sprint(f.Rounds))
+				}
+				return append(row, "–", "–")
+			}
+			b.WriteString(metricTable(entries, floorLead, []string{"miners", "floor write B", "floor rounds"},
+				"floor_ms", "floor_min_ms", "floor_max_ms", "floor_w1_ms", "floor_write_errors",
+				"fanout_p99_ms", "agent_fanout_p50_ms", "agent_fanout_max_ms", "agent_fanout_jobs",
+				"fanout_p99_per_floor", "agent_fanout_max_per_floor"))
+		}
 
 		renderReferences(&b, entries)
 

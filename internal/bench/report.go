@@ -92,6 +92,12 @@ func Notes(r Result, cores int) []string {
 	} else if !math.IsNaN(r.JobMinersMin) && int(r.JobMinersMin) < r.Miners {
 		n = append(n, fmt.Sprintf("a job in the window reached only %.0f of %d miners", r.JobMinersMin, r.Miners))
 	}
+	if r.FloorWriteErrors > 0 {
+		n = append(n, fmt.Sprintf("%.0f write(s) of the broadcast floor measurement failed: the floor is too low", r.FloorWriteErrors))
+	}
+	if r.AgentFanoutJobs < r.JobsInWindow {
+		n = append(n, fmt.Sprintf("the agent's record of recent broadcasts held %.0f of the window's %.0f pool jobs: agent fan-out is over those", r.AgentFanoutJobs, r.JobsInWindow))
+	}
 	if r.MinerDisconnects > 0 {
 		n = append(n, fmt.Sprintf("%.0f miner connection(s) dropped during the run", r.MinerDisconnects))
 	}
@@ -231,7 +237,8 @@ func groupThousands(s string) string {
 var consoleColumns = []string{
 	"agent_rss_mib", "agent_hwm_mib", "agent_cpu", "up_bytes_per_s", "down_bytes_per_s",
 	"up_segs_per_s", "down_segs_per_s", "up_bytes_per_share", "fanout_p50_ms", "fanout_p99_ms",
-	"fanout_max_ms", "job_last_max_ms", "shares_sent", "shares_lost", "minersim_cpu", "other_cpu",
+	"fanout_max_ms", "job_last_max_ms", "agent_fanout_max_ms", "floor_ms", "floor_w1_ms", "fanout_p99_per_floor",
+	"agent_fanout_max_per_floor", "shares_sent", "shares_lost", "minersim_cpu", "other_cpu",
 }
 
 // WriteTable prints results as an aligned text table.

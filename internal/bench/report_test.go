@@ -77,7 +77,10 @@ func TestResultJSONNaN(t *testing.T) {
 func entry(miners int, rss float64, m Machine) Entry {
 	r := Result{Miners: miners, Connections: 2, FlushMs: 20, AgentRSSMiB: rss, AgentHWMMiB: rss + 4, AgentCPU: 0.03,
 		UpSegsPerS: 80, FanoutP99Ms: 25, SharesLost: 0, JobsInWindow: 4, JobMinersMin: float64(miners),
-		UpBytesPerShare: math.NaN(), JobLastP50Ms: math.NaN(), JobLastMaxMs: math.NaN()}
+		UpBytesPerShare: math.NaN(), JobLastP50Ms: math.NaN(), JobLastMaxMs: math.NaN(),
+		AgentFanoutP50Ms: math.NaN(), AgentFanoutMaxMs: math.NaN(), AgentFanoutJobs: math.NaN()}
+	r.setFloor(nil) // as in a run with -floor=false
+	r.setFloorRatios()
 	return NewEntry([]Result{r}, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), "agentbench -miners x", m, BinaryInfo{Revision: "0123456789abcdef"})
 }
 
@@ -182,6 +185,30 @@ func TestFormat(t *testing.T) {
 	} {
 		if got := format(c.v, c.digits); got != c.want {
 			t.Errorf("format(%v, %d) = %q, want %q", c.v, c.digits, got, c.want)
+		}
+	}
+}
+
+func TestRenderMarkdownFloor(t *testing.T) {
+	m := Machine{CPU: "Test CPU", Cores: 2, OS: "linux", Kernel: "6.1", GoVersion: "go1.26"}
+	plain := entry(1000, 12, m)
+	if md := RenderMarkdown(DB{Entries: []Entry{plain}}); strings.Contains(md, "broadcast floor") {
+		t.Errorf("floor table without a floor or the agent's record:\n%s", md)
+	}
+	e := entry(10000, 30, m)
+	e.Result.Floor = &Floor{Conns: 10000, Bytes: 1324, Rounds: 7, Runs: []FloorRun{{Writers: 2, MedianMs: 20, MinMs: 18, MaxMs: 30}, {Writers: 1, MedianMs: 35}}}
+	e.Result.setFloor(e.Result.Floor)
+	e.Result.AgentFanoutP50Ms, e.Result.AgentFanoutMaxMs, e.Result.AgentFanoutJobs = 22, 24, 4
+	e.Result.setFloorRatios()
+	md := RenderMarkdown(DB{Entries: []Entry{plain, e}})
+	for _, want := range []string{
+		"#### Fan-out: the agent's own account, and this machine's broadcast floor",
+		"| miners | floor write B | floor rounds | floor ms | floor min ms | floor max ms | floor 1w ms | floor write errors | fan-out p99 ms | agent fan-out p50 ms | agent fan-out max ms | agent jobs | fan-out p99/floor | agent max/floor |",
+		"| 1,000 | – | – | – | – | – | – | – | 25.0 | – |",
+		"| 10,000 | 1,324 | 7 | 20.0 | 18.0 | 30.0 | 35.0 | 0 | 25.0 | 22.0 | 24.0 | 4 | 1.25 | 1.20 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
 		}
 	}
 }

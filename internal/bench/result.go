@@ -49,6 +49,26 @@ type Result struct {
 	SubmitP50Ms  float64 `json:"submit_p50_ms"`   // miner submit -> verdict, whole run
 	SubmitP99Ms  float64 `json:"submit_p99_ms"`   //
 
+	// The agent's own account of its broadcasts (job_fanout.recent of its
+	// HTTP API): per pool job written in the window, job arrival at the
+	// agent to the last miner write, the slowest of its pool links. NaN for
+	// agents without that record.
+	AgentFanoutP50Ms float64 `json:"agent_fanout_p50_ms"`
+	AgentFanoutMaxMs float64 `json:"agent_fanout_max_ms"`
+	AgentFanoutJobs  float64 `json:"agent_fanout_jobs"` // pool jobs of the window found in the record
+
+	// This machine's broadcast floor for this size, measured once per size
+	// before its first run (MeasureFloor; NaN with -floor=false), and the
+	// fan-out figures in multiples of it.
+	FloorMs                float64 `json:"floor_ms"`     // 2 writers, median of the rounds
+	FloorMinMs             float64 `json:"floor_min_ms"` //
+	FloorMaxMs             float64 `json:"floor_max_ms"` //
+	FloorW1Ms              float64 `json:"floor_w1_ms"`  // 1 writer, median of the rounds
+	FloorWriteErrors       float64 `json:"floor_write_errors"`
+	FanoutP99PerFloor      float64 `json:"fanout_p99_per_floor"`       // FanoutP99Ms / FloorMs
+	AgentFanoutMaxPerFloor float64 `json:"agent_fanout_max_per_floor"` // AgentFanoutMaxMs / FloorMs
+	Floor                  *Floor  `json:"floor,omitempty"`            // every round, both writer counts
+
 	SharesSent       float64 `json:"shares_sent"`       // by minersim, whole run
 	PoolAccepted     float64 `json:"pool_accepted"`     // at the pool after the drain
 	PoolRejected     float64 `json:"pool_rejected"`     //
@@ -107,6 +127,16 @@ var Metrics = []Metric{
 	{"job_last_max_ms", "job→last max ms", 1, AggMedian, func(r *Result) *float64 { return &r.JobLastMaxMs }},
 	{"jobs_in_window", "jobs", 0, AggMedian, func(r *Result) *float64 { return &r.JobsInWindow }},
 	{"job_miners_min", "miners/job min", 0, AggMedian, func(r *Result) *float64 { return &r.JobMinersMin }},
+	{"agent_fanout_p50_ms", "agent fan-out p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.AgentFanoutP50Ms }},
+	{"agent_fanout_max_ms", "agent fan-out max ms", 1, AggMedian, func(r *Result) *float64 { return &r.AgentFanoutMaxMs }},
+	{"agent_fanout_jobs", "agent jobs", 0, AggMedian, func(r *Result) *float64 { return &r.AgentFanoutJobs }},
+	{"floor_ms", "floor ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorMs }},
+	{"floor_min_ms", "floor min ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorMinMs }},
+	{"floor_max_ms", "floor max ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorMaxMs }},
+	{"floor_w1_ms", "floor 1w ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorW1Ms }},
+	{"floor_write_errors", "floor write errors", 0, AggMax, func(r *Result) *float64 { return &r.FloorWriteErrors }},
+	{"fanout_p99_per_floor", "fan-out p99/floor", 2, AggMedian, func(r *Result) *float64 { return &r.FanoutP99PerFloor }},
+	{"agent_fanout_max_per_floor", "agent max/floor", 2, AggMedian, func(r *Result) *float64 { return &r.AgentFanoutMaxPerFloor }},
 	{"submit_p50_ms", "submit p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.SubmitP50Ms }},
 	{"submit_p99_ms", "submit p99 ms", 1, AggMedian, func(r *Result) *float64 { return &r.SubmitP99Ms }},
 	{"shares_sent", "shares sent", 0, AggMedian, func(r *Result) *float64 { return &r.SharesSent }},
@@ -257,6 +287,38 @@ func JobsWritten(recs []JobRecord, from, to time.Time) []PoolJob {
 	}
 	slices.SortFunc(out, func(a, b PoolJob) int { return a.Written.Compare(b.Written) })
 	return out
+}
+
+// setFloor records the floor measured for this size: the 2-writer run is
+// the headline (the agent's miners are served by its threads, and this
+// machine has two cores), the 1-writer run the single-thread reference.
+func (r *Result) setFloor(f *Floor) {
+	r.Floor = f
+	r.FloorMs, r.FloorMinMs, r.FloorMaxMs, r.FloorW1Ms, r.FloorWriteErrors = math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
+	if f == nil {
+		return
+	}
+	var errs int
+	for _, run := range f.Runs {
+		errs += run.WriteErrors
+	}
+	r.FloorWriteErrors = float64(errs)
+	if w2, ok := f.Run(2); ok {
+		r.FloorMs, r.FloorMinMs, r.FloorMaxMs = w2.MedianMs, w2.MinMs, w2.MaxMs
+	}
+	if w1, ok := f.Run(1); ok {
+		r.FloorW1Ms = w1.MedianMs
+	}
+}
+
+// setFloorRatios expresses the fan-out figures in multiples of the floor.
+func (r *Result) setFloorRatios() {
+	r.FanoutP99PerFloor, r.AgentFanoutMaxPerFloor = math.NaN(), math.NaN()
+	if math.IsNaN(r.FloorMs) || r.FloorMs <= 0 {
+		return
+	}
+	r.FanoutP99PerFloor = r.FanoutP99Ms / r.FloorMs
+	r.AgentFanoutMaxPerFloor = r.AgentFanoutMaxMs / r.FloorMs
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -46,6 +46,11 @@ type Options struct {
 
 	AgentEnv []string // extra KEY=VALUE environment for the agent (GOGC, GOMEMLIMIT experiments)
 
+	// Floor is this machine's broadcast floor for Miners connections
+	// (MeasureFloor), recorded with the result and used for the fan-out
+	// ratios; nil: not measured.
+	Floor *Floor
+
 	// Before each run, wait up to QuietWait for the machine to be idle
 	// (fewer than QuietBelow cores busy): other work on the same cores
 	// inflates CPU and latency figures. Zero QuietWait skips the check.
@@ -93,6 +98,7 @@ type env struct {
 	pool      *poolsim.Pool
 	agent     *child
 	agentAddr string
+	httpAddr  string        // the agent's HTTP API; "" for agents without one
 	conns     int           // upstream links configured
 	flush     time.Duration // flush interval configured
 }
@@ -144,8 +150,13 @@ func startEnv(ctx context.Context, o Options) (_ *env, err error) {
 		}
 		return e, nil
 	}
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e.httpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 	cfgPath := filepath.Join(o.Dir, "agent.toml")
-	if e.conns, e.flush, err = writeAgentConfig(cfgPath, port, pool.Addr(), o); err != nil {
+	if e.conns, e.flush, err = writeAgentConfig(cfgPath, port, e.httpAddr, pool.Addr(), o); err != nil {
 		return nil, err
 	}
 	e.agent, err = startChild("btcagent", filepath.Join(o.Dir, "agent.log"), filepath.Join(o.Dir, "agent.stdout"), nil, o.AgentEnv, prog, "-c", cfgPath)
@@ -208,11 +219,14 @@ func agentAlias(dir, bin string) (string, error) {
 
 // writeAgentConfig writes the agent's TOML config: the agent's own defaults
 // (so the benchmark measures what users get) except for the loopback
-// listener, the pool simulator, quiet logging and no HTTP server.
-func writeAgentConfig(path string, port int, poolAddr string, o Options) (conns int, flush time.Duration, err error) {
+// listener, the pool simulator, quiet logging and the HTTP API on httpAddr.
+// The API stays on in every run, asked or not, so that runs with and
+// without questions to it measure the same agent; idle, it costs a
+// listening socket and a once-a-minute history sample.
+func writeAgentConfig(path string, port int, httpAddr, poolAddr string, o Options) (conns int, flush time.Duration, err error) {
 	cfg := config.Default()
 	cfg.LogLevel = "warn"
-	cfg.HTTPListen = ""
+	cfg.HTTPListen = httpAddr
 	if o.Connections > 0 {
 		cfg.Upstream.Connections = o.Connections
 	}
@@ -597,6 +611,17 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err := e.finishFanout(ctx); err != nil {
 		return res, err
 	}
+	// Asked while the miners are still connected, so the agent's record
+	// is that of the steady state and holds the window's last job.
+	var bcasts []Broadcast
+	haveBcasts := false
+	if e.httpAddr != "" {
+		var err error
+		if bcasts, haveBcasts, err = fetchBroadcasts(ctx, e.httpAddr); err != nil {
+			// The window's other figures stand without it.
+			o.Logf("  warning: agent fan-out not measured: %v", err)
+		}
+	}
 	o.Logf("  stopping miners and draining")
 	sum, err := ms.stopAndSummary()
 	if err != nil {
@@ -620,6 +645,15 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.JobsInWindow = float64(len(jobs))
 	res.JobLastP50Ms = Percentile(lasts, 50)
 	res.JobLastMaxMs = Percentile(lasts, 100)
+	res.AgentFanoutP50Ms, res.AgentFanoutMaxMs, res.AgentFanoutJobs = math.NaN(), math.NaN(), math.NaN()
+	if haveBcasts {
+		done := AgentJobFanout(bcasts, jobs, min(fanoutTail, o.NotifyInterval/2))
+		res.AgentFanoutJobs = float64(len(done))
+		res.AgentFanoutP50Ms = Percentile(done, 50)
+		res.AgentFanoutMaxMs = Percentile(done, 100)
+	}
+	res.setFloor(o.Floor)
+	res.setFloorRatios()
 	return res, nil
 }
 

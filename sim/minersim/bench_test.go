@@ -1,0 +1,76 @@
+package minersim
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcagent/btcagent/codec"
+)
+
+// benchNotifyLine is a job as the agent broadcasts it in the reference
+// workload: 12 merkle branches (~1.4 KB), coinb1 stamped in the HexStamp
+// format, coinb1 suffixed with the agent's upstream extranonce1.
+func benchNotifyLine(b testing.TB, written time.Time) []byte {
+	b.Helper()
+	branches := make([]string, 12)
+	for i := range branches {
+		branches[i] = strings.Repeat(fmt.Sprintf("%02x", 0x10+i), 32)
+	}
+	n := &codec.Notify{
+		JobID:    "1a2b",
+		PrevHash: strings.Repeat("ab", 32),
+		Coinb1:   string(AppendHexStamp([]byte("01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff3f03a1b20c"), testMarker, written)),
+		Coinb2: "0b2f737475622d706f6f6c2fffffffff03205fa01200000000160014" + strings.Repeat("9a", 20) +
+			"205fa01200000000160014" + strings.Repeat("9b", 20) +
+			"0000000000000000266a24aa21a9ed" + strings.Repeat("cd", 32) + "00000000",
+		Branches: branches,
+		Version:  "20000000",
+		NBits:    "1703a30c",
+		NTime:    "6650e1a0",
+	}
+	line := n.AppendLine(nil, "f000000f", true)
+	if len(line) < 1350 {
+		b.Fatalf("notify line is %d bytes, want the ~1.4 KB of the reference workload", len(line))
+	}
+	return line
+}
+
+// benchMiner is an authorized fast-mode miner in steady state (its share
+// timer armed, a job already received), on a Sim that is not running: what
+// onData does per notify, without sockets.
+func benchMiner(b testing.TB) (*miner, *link) {
+	b.Helper()
+	cfg, err := Config{Target: "127.0.0.1:1", Miners: 1, User: "bench", JobTimestamp: HexStamp(testMarker)}.withDefaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Sim{cfg: cfg, log: cfg.Logger, start: time.Now(), changes: newChanges(), rejects: map[int]int64{}}
+	s.sched = newScheduler(s.start)
+	m := &miner{s: s, name: "bench.w000"}
+	l := &link{m: m, gen: 1, counted: true, gotJob: true}
+	m.link, m.linkGen = l, 1
+	m.subscribed, m.authorized, m.hasJob, m.shareArmed = true, true, true, true
+	m.en1, m.en2Size = []byte{0xf0, 0, 0, 0x0f}, 4
+	return m, l
+}
+
+// BenchmarkNotify is the simulator's cost per mining.notify received,
+// transport excluded: split, scan, job bookkeeping, fan-out sample.
+func BenchmarkNotify(b *testing.B) {
+	m, l := benchMiner(b)
+	line := benchNotifyLine(b, time.Now())
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	now := time.Now()
+	for b.Loop() {
+		m.onData(l, line, now)
+	}
+	b.StopTimer()
+	s := m.s
+	if s.protocolErrors.Load() != 0 || s.notifies.Load() < int64(b.N) || s.fanout.n.Load() < int64(b.N) {
+		b.Fatalf("protocol errors %d, notifies %d, fan-out samples %d after %d notifies",
+			s.protocolErrors.Load(), s.notifies.Load(), s.fanout.n.Load(), b.N)
+	}
+}

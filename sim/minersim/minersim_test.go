@@ -424,3 +424,31 @@ func TestUnansweredConfigureDoesNotBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestProtocolErrorsCounted: bad lines are counted and skipped, on every
+// transport, and a notify cut across two writes still arrives whole.
+func TestProtocolErrorsCounted(t *testing.T) {
+	eachTransport(t, func(t *testing.T, tr string) {
+		srv := newTestServer(t)
+		sim := startSim(t, Config{Target: srv.addr(), Miners: 1, User: "p", Transport: tr, ShareInterval: time.Hour,
+			JobTimestamp: HexStamp(testMarker)})
+		waitSim(t, sim, "authorized", func(s *Summary) bool { return s.Authorized == 1 && s.Notifies == 1 })
+		c := srv.connOf("p.w000")
+		c.write([]byte("this is not json\n"))
+		c.write([]byte(`{"id":null,"method":"mining.notify","params":["j",1]}` + "\n"))
+		srv.mu.Lock()
+		line := srv.newJobLocked().n.AppendLine(nil, "", true)
+		srv.mu.Unlock()
+		c.write(line[:len(line)/2])
+		c.write(line[len(line)/2:])
+		waitSim(t, sim, "the good notify", func(s *Summary) bool { return s.Notifies == 3 })
+		sum := sim.Stats()
+		if sum.ProtocolErrors != 2 || sum.Connected != 1 || sum.Disconnects != 0 || sum.FanoutSamples != 1 {
+			t.Errorf("protocol errors %d connected %d disconnects %d fan-out samples %d, want 2, 1, 0, 1",
+				sum.ProtocolErrors, sum.Connected, sum.Disconnects, sum.FanoutSamples)
+		}
+		if v := sim.Miner(0); v.JobID != "2" || v.JobsSeen != 2 || !strings.Contains(v.LastError, "bad params") {
+			t.Errorf("miner after bad lines: job %q seen %d last error %q", v.JobID, v.JobsSeen, v.LastError)
+		}
+	})
+}

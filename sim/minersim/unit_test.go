@@ -276,3 +276,37 @@ func TestWireHelpers(t *testing.T) {
 		t.Errorf("subscribe result: %x %d %v", en1, n, err)
 	}
 }
+
+// TestChangesWakeOncePerWait: a notify closes the channel a waiter holds;
+// notifies while nobody holds the new one leave it alone.
+func TestChangesWakeOncePerWait(t *testing.T) {
+	c := newChanges()
+	c.notify()
+	ch := c.wait()
+	select {
+	case <-ch:
+		t.Fatal("closed without waiters")
+	default:
+	}
+	c.waiters.Add(1)
+	c.notify()
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a notify did not wake the waiter")
+	}
+	c.mu.Lock()
+	next := c.ch
+	c.mu.Unlock()
+	c.notify()
+	c.notify()
+	if got := c.wait(); got != next {
+		t.Fatal("notifies replaced a channel nobody held")
+	}
+	c.notify()
+	select {
+	case <-next:
+	default:
+		t.Fatal("a notify did not wake the second wait")
+	}
+}

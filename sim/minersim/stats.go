@@ -127,9 +127,14 @@ func (r *jobRing) seen(id, coinb1 []byte, now time.Time, sample bool, stamp func
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var e *jobEntry
-	for i := range r.jobs {
-		c := &r.jobs[i]
-		if c.used && c.JobID == string(id) && c.coinb1 == string(coinb1) {
+	// Newest first: during a broadcast every miner reports the job just
+	// added, so the search ends at the first entry.
+	for i := 1; i <= jobRingSize; i++ {
+		c := &r.jobs[(r.next-i+jobRingSize)%jobRingSize]
+		if !c.used {
+			break // entries are used in order, and never cleared
+		}
+		if c.JobID == string(id) && c.coinb1 == string(coinb1) {
 			e = c
 			break
 		}

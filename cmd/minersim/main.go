@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Jitter = -1 // the flag's 0 means none; the Config's 0 means default
 	}
 
-	if cfg.Transport == minersim.TransportNetio {
+	if cfg.Transport == minersim.TransportNetio || cfg.Transport == "" {
 		tuneProcs(max(cfg.Pollers, 1))
 	}
 

@@ -106,6 +106,7 @@ Flags:
 	fs.IntVar(&o.Branches, "branches", 12, "merkle branches per job (12 gives a ~1.4 KB notify)")
 	fs.Uint64Var(&o.Diff, "diff", 16384, "fixed share difficulty at the pool (power of two)")
 	fs.IntVar(&o.Pollers, "minersim-pollers", 0, "epoll loops in minersim (0: its default of 1); more spread the miners' reads over cores")
+	fs.StringVar(&o.Transport, "minersim-transport", "", "minersim's socket layer: netio, nbio or goroutine (empty: its default)")
 	fs.IntVar(&o.DialRate, "rate", 0, "new miner connections per second (0: as fast as minersim dials)")
 	fs.Func("agent-env", "`KEY=VALUE` added to the agent's environment, e.g. GOGC=50 (repeatable; such rows are kept apart from default ones)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {

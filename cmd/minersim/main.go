@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -72,8 +73,8 @@ Flags:
 	fs.IntVar(&cfg.HashThreads, "hash-threads", 1, "hash mode: hashing goroutines shared by all miners")
 	fs.IntVar(&cfg.MaxSharesPerMiner, "max-shares", 0, "stop each miner after this many submits (0 = no limit)")
 	fs.StringVar(&opts.stamp, "stamp", "poolsim", "where jobs carry the pool's write time, for fan-out latency: poolsim, none, or hex:MARKER")
-	fs.StringVar(&cfg.Transport, "transport", minersim.TransportNbio, "socket handling: nbio (epoll, cheapest) or goroutine (one reader per connection)")
-	fs.IntVar(&cfg.Pollers, "pollers", 1, "nbio epoll loops")
+	fs.StringVar(&cfg.Transport, "transport", minersim.TransportNetio, "socket handling: netio (the agent's own epoll loop, cheapest), nbio (nbio's epoll loops) or goroutine (one reader per connection)")
+	fs.IntVar(&cfg.Pollers, "pollers", 1, "epoll loops of the netio and nbio transports")
 	fs.IntVar(&cfg.DialConcurrency, "dialers", 32, "parallel dials")
 	fs.DurationVar(&cfg.ReconnectMin, "reconnect-min", 250*time.Millisecond, "first reconnect backoff after a dropped connection (doubles per failure)")
 	fs.DurationVar(&cfg.ReconnectMax, "reconnect-max", 30*time.Second, "largest reconnect backoff")
@@ -127,6 +128,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Jitter = -1 // the flag's 0 means none; the Config's 0 means default
 	}
 
+	if cfg.Transport == minersim.TransportNetio || cfg.Transport == "" {
+		tuneProcs(max(cfg.Pollers, 1))
+	}
+
 	if opts.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.duration)
@@ -175,6 +180,25 @@ loop:
 		}
 	}
 	return 0
+}
+
+// defaultProcs is the runtime's own choice of GOMAXPROCS, taken before
+// tuneProcs changes it, so that repeated runs (tests) do not add up.
+var defaultProcs = runtime.GOMAXPROCS(0)
+
+// tuneProcs gives the runtime one P more per netio event loop. On Linux
+// each loop waits in epoll_pwait through RawSyscall and so keeps its P while
+// it waits (actors/netio/loop_linux.go); without the extra P the scheduler,
+// the dialers, the share timer goroutine and the GC would have a core less
+// than the machine has, and would queue behind a loop that is mostly asleep
+// in the kernel. The daemon does the same (cmd/btcagent). The extra P costs
+// no CPU: its thread sleeps in the kernel. GOMAXPROCS in the environment
+// wins, and elsewhere the portable loop blocks the ordinary way.
+func tuneProcs(loops int) {
+	if os.Getenv("GOMAXPROCS") != "" || runtime.GOOS != "linux" {
+		return
+	}
+	runtime.GOMAXPROCS(defaultProcs + loops)
 }
 
 func mode(cfg minersim.Config) string {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -136,5 +137,19 @@ func TestRunWritesSummary(t *testing.T) {
 	saved, err := os.ReadFile(file)
 	if err != nil || !bytes.Equal(saved, stdout.Bytes()) {
 		t.Errorf("summary file differs from stdout (%v)", err)
+	}
+}
+
+// TestTuneProcs: one P more per netio loop, from the runtime's own choice,
+// however often a process calls run.
+func TestTuneProcs(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("tuneProcs leaves GOMAXPROCS alone here")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	tuneProcs(2)
+	tuneProcs(2)
+	if got := runtime.GOMAXPROCS(0); got != defaultProcs+2 {
+		t.Errorf("GOMAXPROCS %d after two runs with 2 loops, want %d", got, defaultProcs+2)
 	}
 }

@@ -38,6 +38,7 @@ type Options struct {
 	Diff           uint64        // fixed share difficulty at the pool, default 16384
 	DialRate       int           // minersim new connections per second; 0 = as fast as it goes
 	Pollers        int           // minersim epoll loops; 0 = minersim's default (1)
+	Transport      string        // minersim -transport; "" = minersim's default
 
 	RampTimeout time.Duration // all miners authorized within this, default 5m
 	Settle      time.Duration // quiet time after the ramp, default 20s (and at least one job)
@@ -303,6 +304,9 @@ func (e *env) startMiners(name string, n int, prefix string) (*minerGroup, error
 	}
 	if e.o.Pollers > 0 {
 		args = append(args, "-pollers", strconv.Itoa(e.o.Pollers))
+	}
+	if e.o.Transport != "" {
+		args = append(args, "-transport", e.o.Transport)
 	}
 	if e.o.DialRate > 0 {
 		args = append(args, "-rate", strconv.Itoa(e.o.DialRate))

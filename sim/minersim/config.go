@@ -12,6 +12,11 @@ import (
 
 // Transport names accepted in Config.Transport.
 const (
+	// TransportNetio reads every socket from this repository's own epoll
+	// loop (actors/netio), the agent's miner-side I/O layer: no goroutine
+	// and no read buffer per connection, and on Linux no Go netpoller or
+	// scheduler work per read. The cheapest reader, hence the default.
+	TransportNetio = "netio"
 	// TransportNbio reads every socket from a few nbio epoll loops: no goroutine
 	// and no read buffer per idle connection.
 	TransportNbio = "nbio"
@@ -63,9 +68,11 @@ type Config struct {
 	// that verdicts are matched to the right submit.
 	OnShare func(ShareResult)
 
-	// Transport is TransportNbio (default) or TransportGoroutine.
+	// Transport is TransportNetio (default), TransportNbio or
+	// TransportGoroutine.
 	Transport string
-	// Pollers is the number of nbio epoll loops (default 1).
+	// Pollers is the number of epoll loops of the netio and nbio transports
+	// (default 1).
 	Pollers int
 	// DialConcurrency bounds parallel dials (default 32).
 	DialConcurrency int
@@ -149,10 +156,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	switch cfg.Transport {
 	case "":
-		cfg.Transport = TransportNbio
-	case TransportNbio, TransportGoroutine:
+		cfg.Transport = TransportNetio
+	case TransportNetio, TransportNbio, TransportGoroutine:
 	default:
-		return cfg, fmt.Errorf("minersim: unknown transport %q (want %q or %q)", cfg.Transport, TransportNbio, TransportGoroutine)
+		return cfg, fmt.Errorf("minersim: unknown transport %q (want %q, %q or %q)", cfg.Transport, TransportNetio, TransportNbio, TransportGoroutine)
 	}
 	if cfg.Pollers <= 0 {
 		cfg.Pollers = 1

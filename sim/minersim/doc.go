@@ -15,7 +15,9 @@
 //
 // The simulator must stay cheap next to the system it measures, so it keeps
 // no per-miner timers (one heap-based scheduler drives everything) and, by
-// default, no per-connection goroutines (an nbio epoll engine reads all
-// sockets). Summary.SelfCPU shows whether the simulator itself was saturated,
+// default, no per-connection goroutines: the agent's own epoll loop
+// (actors/netio) reads all sockets, with no Go netpoller or scheduler work
+// per read; nbio's loops and a goroutine per connection remain selectable
+// (Config.Transport) as cross-checks. Summary.SelfCPU shows whether the simulator itself was saturated,
 // in which case its latency numbers describe the simulator, not the agent.
 package minersim

@@ -10,8 +10,19 @@ import (
 	"github.com/btcagent/btcagent/codec"
 )
 
+// transports are all the socket layers; the tests that exercise connects,
+// closes and reads run on each.
+var transports = []string{TransportNetio, TransportNbio, TransportGoroutine}
+
+// eachTransport runs test once per transport.
+func eachTransport(t *testing.T, test func(t *testing.T, tr string)) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { test(t, tr) })
+	}
+}
+
 func TestFastModeFiftyMiners(t *testing.T) {
-	for _, tr := range []string{TransportNbio, TransportGoroutine} {
+	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			// Reject about a quarter of the shares so per-code counting is exercised.
 			srv := newTestServer(t, func(s *testServer) {
@@ -192,46 +203,50 @@ func TestSetDifficultyAppliesFromNextNotify(t *testing.T) {
 }
 
 func TestClientReconnectAndDrop(t *testing.T) {
-	srv := newTestServer(t)
-	sim := startSim(t, Config{Target: srv.addr(), Miners: 2, User: "r", ShareInterval: time.Hour,
-		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
-	waitSim(t, sim, "authorized", func(s *Summary) bool { return s.Authorized == 2 })
+	eachTransport(t, func(t *testing.T, tr string) {
+		srv := newTestServer(t)
+		sim := startSim(t, Config{Target: srv.addr(), Miners: 2, User: "r", Transport: tr, ShareInterval: time.Hour,
+			ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
+		waitSim(t, sim, "authorized", func(s *Summary) bool { return s.Authorized == 2 })
 
-	srv.sendReconnect("r.w000")
-	waitSim(t, sim, "reconnect after client.reconnect", func(s *Summary) bool {
-		return s.ReconnectRequests == 1 && s.Reconnects == 1 && s.Authorized == 2
-	})
-	if v := sim.Miner(0); v.Reconnects != 1 || v.Disconnects != 0 || !v.Authorized {
-		t.Errorf("miner 0 after client.reconnect: %+v", v)
-	}
-	if sum := sim.Stats(); sum.Disconnects != 0 {
-		t.Errorf("client.reconnect counted as a disconnect: %d", sum.Disconnects)
-	}
+		srv.sendReconnect("r.w000")
+		waitSim(t, sim, "reconnect after client.reconnect", func(s *Summary) bool {
+			return s.ReconnectRequests == 1 && s.Reconnects == 1 && s.Authorized == 2
+		})
+		if v := sim.Miner(0); v.Reconnects != 1 || v.Disconnects != 0 || !v.Authorized {
+			t.Errorf("miner 0 after client.reconnect: %+v", v)
+		}
+		if sum := sim.Stats(); sum.Disconnects != 0 {
+			t.Errorf("client.reconnect counted as a disconnect: %d", sum.Disconnects)
+		}
 
-	srv.drop("r.w001")
-	waitSim(t, sim, "reconnect after a drop", func(s *Summary) bool {
-		return s.Disconnects == 1 && s.Reconnects == 2 && s.Authorized == 2
+		srv.drop("r.w001")
+		waitSim(t, sim, "reconnect after a drop", func(s *Summary) bool {
+			return s.Disconnects == 1 && s.Reconnects == 2 && s.Authorized == 2
+		})
+		if v := sim.Miner(1); v.Reconnects != 1 || v.Disconnects != 1 || v.LastError == "" {
+			t.Errorf("miner 1 after a drop: %+v", v)
+		}
+		srv.mu.Lock()
+		connects := srv.connects
+		srv.mu.Unlock()
+		if connects != 4 {
+			t.Errorf("server saw %d connections, want 4", connects)
+		}
 	})
-	if v := sim.Miner(1); v.Reconnects != 1 || v.Disconnects != 1 || v.LastError == "" {
-		t.Errorf("miner 1 after a drop: %+v", v)
-	}
-	srv.mu.Lock()
-	connects := srv.connects
-	srv.mu.Unlock()
-	if connects != 4 {
-		t.Errorf("server saw %d connections, want 4", connects)
-	}
 }
 
 func TestHandshakeTimeoutReconnects(t *testing.T) {
-	srv := newTestServer(t, func(s *testServer) { s.mute = true })
-	sim := startSim(t, Config{Target: srv.addr(), Miners: 1, User: "m",
-		HandshakeTimeout: 50 * time.Millisecond, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 20 * time.Millisecond})
-	waitSim(t, sim, "handshake timeouts", func(s *Summary) bool { return s.Disconnects >= 2 })
-	srv.waitFor("second connection", func() bool { return srv.connects >= 2 })
-	if v := sim.Miner(0); !strings.Contains(v.LastError, "not authorized") {
-		t.Errorf("last error %q", v.LastError)
-	}
+	eachTransport(t, func(t *testing.T, tr string) {
+		srv := newTestServer(t, func(s *testServer) { s.mute = true })
+		sim := startSim(t, Config{Target: srv.addr(), Miners: 1, User: "m", Transport: tr,
+			HandshakeTimeout: 50 * time.Millisecond, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 20 * time.Millisecond})
+		waitSim(t, sim, "handshake timeouts", func(s *Summary) bool { return s.Disconnects >= 2 })
+		srv.waitFor("second connection", func() bool { return srv.connects >= 2 })
+		if v := sim.Miner(0); !strings.Contains(v.LastError, "not authorized") {
+			t.Errorf("last error %q", v.LastError)
+		}
+	})
 }
 
 func TestRepliesMatchedByID(t *testing.T) {
@@ -323,43 +338,45 @@ func TestUnansweredSharesAreLostAtStop(t *testing.T) {
 }
 
 func TestFanoutLatency(t *testing.T) {
-	srv := newTestServer(t)
-	const miners = 20
-	sim := startSim(t, Config{Target: srv.addr(), Miners: miners, User: "f", ShareInterval: time.Hour,
-		JobTimestamp: HexStamp(testMarker)})
-	waitSim(t, sim, "first job everywhere", func(s *Summary) bool { return s.Authorized == miners && s.Notifies == miners })
-	var ids []string
-	for k := 2; k <= 4; k++ {
-		ids = append(ids, srv.broadcastJob())
-		waitSim(t, sim, "job fan-out", func(s *Summary) bool { return s.Notifies == int64(k*miners) })
-	}
-	sum := sim.Stats()
-	// The job each miner got at authorize is not a broadcast: not sampled.
-	if sum.FanoutSamples != 3*miners {
-		t.Fatalf("fan-out samples %d, want %d", sum.FanoutSamples, 3*miners)
-	}
-	if sum.FanoutP50 <= 0 || sum.FanoutP99 < sum.FanoutP50 || sum.FanoutMax < sum.FanoutP99 || sum.FanoutMax > 10*time.Second {
-		t.Errorf("fan-out p50 %v p99 %v max %v", sum.FanoutP50, sum.FanoutP99, sum.FanoutMax)
-	}
-	byID := map[string]JobFanout{}
-	for _, j := range sum.Jobs {
-		byID[j.JobID] = j
-	}
-	if j := byID["1"]; j.Miners != miners || j.Max != 0 {
-		t.Errorf("first job record %+v: want %d miners and no fan-out latency", j, miners)
-	}
-	for _, id := range ids {
-		j, ok := byID[id]
-		if !ok || j.Miners != miners || !j.Stamped || j.Max <= 0 || j.Max > sum.FanoutMax || j.Last.Before(j.First) {
-			t.Errorf("job %s fan-out record %+v (present %v)", id, j, ok)
+	eachTransport(t, func(t *testing.T, tr string) {
+		srv := newTestServer(t)
+		const miners = 20
+		sim := startSim(t, Config{Target: srv.addr(), Miners: miners, User: "f", Transport: tr, ShareInterval: time.Hour,
+			JobTimestamp: HexStamp(testMarker)})
+		waitSim(t, sim, "first job everywhere", func(s *Summary) bool { return s.Authorized == miners && s.Notifies == miners })
+		var ids []string
+		for k := 2; k <= 4; k++ {
+			ids = append(ids, srv.broadcastJob())
+			waitSim(t, sim, "job fan-out", func(s *Summary) bool { return s.Notifies == int64(k*miners) })
 		}
-		srv.mu.Lock()
-		written := srv.jobs[id].written
-		srv.mu.Unlock()
-		if !j.Written.Equal(written) {
-			t.Errorf("job %s stamp %v, server wrote %v", id, j.Written, written)
+		sum := sim.Stats()
+		// The job each miner got at authorize is not a broadcast: not sampled.
+		if sum.FanoutSamples != 3*miners {
+			t.Fatalf("fan-out samples %d, want %d", sum.FanoutSamples, 3*miners)
 		}
-	}
+		if sum.FanoutP50 <= 0 || sum.FanoutP99 < sum.FanoutP50 || sum.FanoutMax < sum.FanoutP99 || sum.FanoutMax > 10*time.Second {
+			t.Errorf("fan-out p50 %v p99 %v max %v", sum.FanoutP50, sum.FanoutP99, sum.FanoutMax)
+		}
+		byID := map[string]JobFanout{}
+		for _, j := range sum.Jobs {
+			byID[j.JobID] = j
+		}
+		if j := byID["1"]; j.Miners != miners || j.Max != 0 {
+			t.Errorf("first job record %+v: want %d miners and no fan-out latency", j, miners)
+		}
+		for _, id := range ids {
+			j, ok := byID[id]
+			if !ok || j.Miners != miners || !j.Stamped || j.Max <= 0 || j.Max > sum.FanoutMax || j.Last.Before(j.First) {
+				t.Errorf("job %s fan-out record %+v (present %v)", id, j, ok)
+			}
+			srv.mu.Lock()
+			written := srv.jobs[id].written
+			srv.mu.Unlock()
+			if !j.Written.Equal(written) {
+				t.Errorf("job %s stamp %v, server wrote %v", id, j.Written, written)
+			}
+		}
+	})
 }
 
 func TestSetVersionMaskAndExtranonce(t *testing.T) {
@@ -406,4 +423,32 @@ func TestUnansweredConfigureDoesNotBlock(t *testing.T) {
 			t.Errorf("share %+v carries version bits although rolling was never granted", sh)
 		}
 	}
+}
+
+// TestProtocolErrorsCounted: bad lines are counted and skipped, on every
+// transport, and a notify cut across two writes still arrives whole.
+func TestProtocolErrorsCounted(t *testing.T) {
+	eachTransport(t, func(t *testing.T, tr string) {
+		srv := newTestServer(t)
+		sim := startSim(t, Config{Target: srv.addr(), Miners: 1, User: "p", Transport: tr, ShareInterval: time.Hour,
+			JobTimestamp: HexStamp(testMarker)})
+		waitSim(t, sim, "authorized", func(s *Summary) bool { return s.Authorized == 1 && s.Notifies == 1 })
+		c := srv.connOf("p.w000")
+		c.write([]byte("this is not json\n"))
+		c.write([]byte(`{"id":null,"method":"mining.notify","params":["j",1]}` + "\n"))
+		srv.mu.Lock()
+		line := srv.newJobLocked().n.AppendLine(nil, "", true)
+		srv.mu.Unlock()
+		c.write(line[:len(line)/2])
+		c.write(line[len(line)/2:])
+		waitSim(t, sim, "the good notify", func(s *Summary) bool { return s.Notifies == 3 })
+		sum := sim.Stats()
+		if sum.ProtocolErrors != 2 || sum.Connected != 1 || sum.Disconnects != 0 || sum.FanoutSamples != 1 {
+			t.Errorf("protocol errors %d connected %d disconnects %d fan-out samples %d, want 2, 1, 0, 1",
+				sum.ProtocolErrors, sum.Connected, sum.Disconnects, sum.FanoutSamples)
+		}
+		if v := sim.Miner(0); v.JobID != "2" || v.JobsSeen != 2 || !strings.Contains(v.LastError, "bad params") {
+			t.Errorf("miner after bad lines: job %q seen %d last error %q", v.JobID, v.JobsSeen, v.LastError)
+		}
+	})
 }

@@ -86,13 +86,20 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	s.subscribeParams = jsonArray(cfg.UserAgent)
 	s.configureParams = fmt.Sprintf(`[["%s"],{"%s":"%08x","%s":2}]`,
 		codec.VersionRollingExtension, codec.VersionRollingMaskKey, cfg.VersionMask, codec.VersionRollingMinBitsKey)
-	if cfg.Transport == TransportNbio {
+	switch cfg.Transport {
+	case TransportNetio:
+		t, err := newNetioTransport(cfg.Pollers, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.tr = t
+	case TransportNbio:
 		t, err := newNbioTransport(cfg.Pollers)
 		if err != nil {
 			return nil, err
 		}
 		s.tr = t
-	} else {
+	default:
 		s.tr = &goroutineTransport{}
 	}
 	s.miners = make([]*miner, cfg.Miners)

@@ -127,9 +127,14 @@ func (r *jobRing) seen(id, coinb1 []byte, now time.Time, sample bool, stamp func
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var e *jobEntry
-	for i := range r.jobs {
-		c := &r.jobs[i]
-		if c.used && c.JobID == string(id) && c.coinb1 == string(coinb1) {
+	// Newest first: during a broadcast every miner reports the job just
+	// added, so the search ends at the first entry.
+	for i := 1; i <= jobRingSize; i++ {
+		c := &r.jobs[(r.next-i+jobRingSize)%jobRingSize]
+		if !c.used {
+			break // entries are used in order, and never cleared
+		}
+		if c.JobID == string(id) && c.coinb1 == string(coinb1) {
 			e = c
 			break
 		}
@@ -168,29 +173,38 @@ func (r *jobRing) snapshot() []JobFanout {
 
 // changes wakes WaitFor callers on state changes. A broadcast costs a lock and
 // a channel only while somebody is waiting, so a farm without waiters pays one
-// atomic load per event.
+// atomic load per event; and only once per channel handed out, so a waiter
+// busy with its snapshot while 10,000 notifies arrive costs one wake-up, not
+// 10,000 channels.
 type changes struct {
 	waiters atomic.Int32
+	taken   atomic.Bool // ch was handed to a waiter since it was made
 	mu      sync.Mutex
 	ch      chan struct{}
 }
 
 func newChanges() *changes { return &changes{ch: make(chan struct{})} }
 
-// wait returns the channel that the next change closes.
+// wait returns the channel that the next change closes. A change made
+// before wait returns may not close it: callers look at the state after
+// wait, as WaitFor does.
 func (c *changes) wait() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.taken.Store(true)
 	return c.ch
 }
 
 func (c *changes) notify() {
-	if c.waiters.Load() == 0 {
+	if c.waiters.Load() == 0 || !c.taken.Load() {
 		return
 	}
 	c.mu.Lock()
-	close(c.ch)
-	c.ch = make(chan struct{})
+	if c.taken.Load() {
+		close(c.ch)
+		c.ch = make(chan struct{})
+		c.taken.Store(false)
+	}
 	c.mu.Unlock()
 }
 

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/btcagent/btcagent/actors/netio"
 	"github.com/btcagent/btcagent/codec"
 	"github.com/lesismal/nbio"
+	"github.com/sirupsen/logrus"
 )
 
 // link is one TCP connection of one miner. A miner gets a new link for every
@@ -17,8 +20,9 @@ import (
 type link struct {
 	m   *miner
 	gen uint32
-	nc  net.Conn   // goroutine transport
-	nb  *nbio.Conn // nbio transport
+	nc  net.Conn    // goroutine transport
+	nb  *nbio.Conn  // nbio transport
+	nt  *netio.Conn // netio transport
 
 	split     codec.Splitter
 	gotJob    bool // a notify arrived on this link (the first is not a fan-out sample)
@@ -33,6 +37,12 @@ type link struct {
 const writeTimeout = 10 * time.Second
 
 func (l *link) write(b []byte) error {
+	if l.nt != nil {
+		if err := l.nt.Write(b); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	}
 	if l.nb != nil {
 		if _, err := l.nb.Write(b); err != nil {
 			return fmt.Errorf("write: %w", err)
@@ -50,9 +60,12 @@ func (l *link) write(b []byte) error {
 
 func (l *link) close() {
 	l.closeOnce.Do(func() {
-		if l.nb != nil {
+		switch {
+		case l.nt != nil:
+			_ = l.nt.Close()
+		case l.nb != nil:
 			_ = l.nb.Close()
-		} else {
+		default:
 			_ = l.nc.Close()
 		}
 	})
@@ -144,3 +157,69 @@ func (t *nbioTransport) attach(l *link) error {
 }
 
 func (t *nbioTransport) stop() { t.engine.Stop() }
+
+// netioTransport hands every socket to this repository's own event loop
+// (actors/netio), the one the agent reads its miners with. On Linux it calls
+// epoll_pwait, read and write through RawSyscall: per notify received that
+// is one read and a share of one epoll_pwait, with no netpoller, no sysmon
+// hand-off and no scheduler wake-up around them. Each engine's loop keeps
+// its P while it waits; cmd/minersim gives the runtime one P per engine more
+// for that reason.
+type netioTransport struct {
+	engines []*netio.Engine
+	next    atomic.Uint32
+}
+
+const (
+	// netioReadBuf is each loop's shared read buffer: one read takes all
+	// that a miner has queued (a notify is ~1.4 KB; a miner that fell behind
+	// during a broadcast may hold several), and it costs nothing per miner.
+	netioReadBuf = 32 * 1024
+	// netioMaxQueued caps a miner's unsent output, and is also its socket's
+	// SO_SNDBUF. A miner writes a few hundred bytes at a time (handshake,
+	// submits), so this holds minutes of shares for a peer that stopped
+	// reading; past it the link is dropped and counted as a disconnect, as
+	// a write timeout is on the goroutine transport.
+	netioMaxQueued = 16 * 1024
+)
+
+func newNetioTransport(loops int, log logrus.FieldLogger) (*netioTransport, error) {
+	t := &netioTransport{}
+	for range max(loops, 1) {
+		e, err := netio.NewEngine(netio.Config{ReadBuffer: netioReadBuf, MaxWriteBuffered: netioMaxQueued, Log: log})
+		if err != nil {
+			t.stop()
+			return nil, fmt.Errorf("minersim: starting netio engine: %w", err)
+		}
+		t.engines = append(t.engines, e)
+	}
+	return t, nil
+}
+
+func (t *netioTransport) attach(l *link) error {
+	e := t.engines[int(t.next.Add(1))%len(t.engines)]
+	// Add closes the net.Conn whatever happens (the engine keeps a duplicate
+	// of its descriptor). Data or a close may be delivered before Add
+	// returns; onData and onLinkClosed cope, since l is not yet the miner's
+	// current link.
+	c, err := e.Add(l.nc, netioHandler{l})
+	if err != nil {
+		return fmt.Errorf("netio add conn: %w", err)
+	}
+	l.nc, l.nt = nil, c
+	return nil
+}
+
+func (t *netioTransport) stop() {
+	for _, e := range t.engines {
+		e.Stop()
+	}
+}
+
+// netioHandler delivers one link's events. It is a value holding the link,
+// so the engine's interface call needs no allocation and no lookup.
+type netioHandler struct{ l *link }
+
+func (h netioHandler) OnData(_ *netio.Conn, data []byte) { h.l.m.onData(h.l, data, time.Now()) }
+
+func (h netioHandler) OnClose(_ *netio.Conn, err error) { h.l.m.onLinkClosed(h.l, err) }

@@ -3,10 +3,12 @@ package minersim
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/btcagent/btcagent/codec"
 )
@@ -274,5 +276,69 @@ func TestWireHelpers(t *testing.T) {
 	}
 	if en1, n, err := parseSubscribeResult([]byte(`[[["mining.notify","1"]],"0000abcd",8]`)); err != nil || n != 8 || len(en1) != 4 {
 		t.Errorf("subscribe result: %x %d %v", en1, n, err)
+	}
+}
+
+// TestChangesWakeOncePerWait: a notify closes the channel a waiter holds;
+// notifies while nobody holds the new one leave it alone.
+func TestChangesWakeOncePerWait(t *testing.T) {
+	c := newChanges()
+	c.notify()
+	ch := c.wait()
+	select {
+	case <-ch:
+		t.Fatal("closed without waiters")
+	default:
+	}
+	c.waiters.Add(1)
+	c.notify()
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a notify did not wake the waiter")
+	}
+	c.mu.Lock()
+	next := c.ch
+	c.mu.Unlock()
+	c.notify()
+	c.notify()
+	if got := c.wait(); got != next {
+		t.Fatal("notifies replaced a channel nobody held")
+	}
+	c.notify()
+	select {
+	case <-next:
+	default:
+		t.Fatal("a notify did not wake the second wait")
+	}
+}
+
+// TestJobRingInternsAndEvicts: a job seen again is the same entry (one id
+// string, one stamp parse), a job id with another coinb1 is another job, and
+// the ring forgets the oldest once full.
+func TestJobRingInternsAndEvicts(t *testing.T) {
+	var r jobRing
+	t0 := time.Unix(1700000000, 0)
+	parses := 0
+	stamp := func(string) (time.Time, bool) { parses++; return t0, true }
+	id1, _, ok := r.seen([]byte("a"), []byte("c1"), t0.Add(time.Millisecond), false, stamp)
+	if ok || id1 != "a" {
+		t.Fatalf("first sight: id %q sampled %v", id1, ok)
+	}
+	id2, lat, ok := r.seen([]byte("a"), []byte("c1"), t0.Add(3*time.Millisecond), true, stamp)
+	if !ok || lat != 3*time.Millisecond || parses != 1 || unsafe.StringData(id1) != unsafe.StringData(id2) {
+		t.Errorf("second sight: sampled %v latency %v, %d stamp parses, id interned %v", ok, lat, parses, unsafe.StringData(id1) == unsafe.StringData(id2))
+	}
+	r.seen([]byte("a"), []byte("c2"), t0, true, stamp)
+	for i := range jobRingSize - 1 {
+		r.seen([]byte(fmt.Sprint("j", i)), []byte("c"), t0, true, stamp)
+	}
+	jobs := r.snapshot()
+	if len(jobs) != jobRingSize || jobs[0].JobID != "a" || jobs[0].Miners != 1 || jobs[len(jobs)-1].JobID != fmt.Sprint("j", jobRingSize-2) {
+		t.Fatalf("ring after %d jobs: %d entries, oldest %+v", jobRingSize+1, len(jobs), jobs[0])
+	}
+	parses = 0
+	if r.seen([]byte("a"), []byte("c1"), t0, true, stamp); parses != 1 {
+		t.Errorf("evicted job found again without a new entry")
 	}
 }

@@ -154,13 +154,13 @@ func (s *Slot) onJob(l *link, n *codec.Notify, at time.Time) {
 // holding the fan-out gate meanwhile, and records how long it took.
 func (s *Slot) broadcast(l *link, note *wire.JobNotified, at time.Time) {
 	start := time.Now()
-	to := s.targets[:0]
+	// The list is garbage after the job (16 B a miner, once per job):
+	// kept, it would be live heap for every miner all the time.
+	to := make([]wire.Miner, 0, l.users)
 	s.eachUser(l, func(a *attached) { to = append(to, a.miner) })
 	s.env.Fanout.Run(len(to), func(i int) { to[i].Tell(note) })
 	end := time.Now()
 	n := len(to)
-	clear(to) // no session kept alive by the scratch list
-	s.targets = to[:0]
 	if at.IsZero() {
 		return
 	}

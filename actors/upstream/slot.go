@@ -118,9 +118,6 @@ type Slot struct {
 	upAttempt  int    // the failover attempt count when the current link came up
 	attached   map[uint16]*attached
 	since      time.Time
-	// targets is the broadcast's list of miners, kept between jobs (16 B a
-	// miner) so that a job does not allocate it again.
-	targets []wire.Miner
 
 	switching     bool // a failback or reconnect dial is in flight
 	wantReconnect bool // the pool asked for a reconnect during that dial

@@ -15,7 +15,11 @@ const (
 	// TransportNetio reads every socket from this repository's own epoll
 	// loop (actors/netio), the agent's miner-side I/O layer: no goroutine
 	// and no read buffer per connection, and on Linux no Go netpoller or
-	// scheduler work per read. The cheapest reader, hence the default.
+	// scheduler work per read. The cheapest reader, hence cmd/minersim's
+	// default. Not the library's: the loop holds a P while it waits, which
+	// cmd/minersim makes up for with one more P, but a program that embeds
+	// the simulator beside an agent (the tests) would lose a P to each
+	// loop and starve.
 	TransportNetio = "netio"
 	// TransportNbio reads every socket from a few nbio epoll loops: no goroutine
 	// and no read buffer per idle connection.
@@ -68,7 +72,7 @@ type Config struct {
 	// that verdicts are matched to the right submit.
 	OnShare func(ShareResult)
 
-	// Transport is TransportNetio (default), TransportNbio or
+	// Transport is TransportNbio (default), TransportNetio or
 	// TransportGoroutine.
 	Transport string
 	// Pollers is the number of epoll loops of the netio and nbio transports
@@ -156,7 +160,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	switch cfg.Transport {
 	case "":
-		cfg.Transport = TransportNetio
+		cfg.Transport = TransportNbio
 	case TransportNetio, TransportNbio, TransportGoroutine:
 	default:
 		return cfg, fmt.Errorf("minersim: unknown transport %q (want %q, %q or %q)", cfg.Transport, TransportNetio, TransportNbio, TransportGoroutine)

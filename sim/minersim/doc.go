@@ -14,10 +14,11 @@
 // share end to end.
 //
 // The simulator must stay cheap next to the system it measures, so it keeps
-// no per-miner timers (one heap-based scheduler drives everything) and, by
-// default, no per-connection goroutines: the agent's own epoll loop
-// (actors/netio) reads all sockets, with no Go netpoller or scheduler work
-// per read; nbio's loops and a goroutine per connection remain selectable
-// (Config.Transport) as cross-checks. Summary.SelfCPU shows whether the simulator itself was saturated,
+// no per-miner timers (one heap-based scheduler drives everything) and no
+// per-connection goroutines: by default nbio's epoll loops read all sockets;
+// cmd/minersim uses the agent's own epoll loop (actors/netio, with no Go
+// netpoller or scheduler work per read, the cheapest) and gives it the P it
+// holds; a goroutine per connection remains selectable as a cross-check
+// (Config.Transport). Summary.SelfCPU shows whether the simulator itself was saturated,
 // in which case its latency numbers describe the simulator, not the agent.
 package minersim

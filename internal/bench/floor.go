@@ -395,15 +395,7 @@ func NotifyLineSize(o Options) (int, error) {
 	o = o.withDefaults()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	pool, err := poolsim.Start(poolsim.Config{
-		Listen:         "127.0.0.1:0",
-		Validate:       poolsim.ValidateStructural,
-		FixedDiff:      o.Diff,
-		NotifyInterval: o.NotifyInterval,
-		BlockEvery:     o.BlockEvery,
-		Branches:       o.Branches,
-		Logger:         log,
-	})
+	pool, err := poolsim.Start(poolConfig(o, log))
 	if err != nil {
 		return 0, fmt.Errorf("pool simulator for the notify size: %w", err)
 	}

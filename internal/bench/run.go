@@ -117,15 +117,7 @@ func startEnv(ctx context.Context, o Options) (_ *env, err error) {
 	log := logrus.New()
 	log.SetOutput(poolLog)
 	log.SetLevel(logrus.WarnLevel)
-	pool, err := poolsim.Start(poolsim.Config{
-		Listen:         "127.0.0.1:0",
-		Validate:       poolsim.ValidateStructural,
-		FixedDiff:      o.Diff,
-		NotifyInterval: o.NotifyInterval,
-		BlockEvery:     o.BlockEvery,
-		Branches:       o.Branches,
-		Logger:         log,
-	})
+	pool, err := poolsim.Start(poolConfig(o, log))
 	if err != nil {
 		poolLog.Close()
 		return nil, fmt.Errorf("start pool simulator: %w", err)
@@ -777,4 +769,18 @@ func fillShares(r *Result, s minerSummary, tot poolsim.Totals) {
 	r.FanoutMaxMs = s.FanoutMaxMs
 	r.SubmitP50Ms = s.SubmitP50Ms
 	r.SubmitP99Ms = s.SubmitP99Ms
+}
+
+// poolConfig is the workload's pool simulator (the load runs and the
+// floor's notify size must describe the same jobs).
+func poolConfig(o Options, log *logrus.Logger) poolsim.Config {
+	return poolsim.Config{
+		Listen:         "127.0.0.1:0",
+		Validate:       poolsim.ValidateStructural,
+		FixedDiff:      o.Diff,
+		NotifyInterval: o.NotifyInterval,
+		BlockEvery:     o.BlockEvery,
+		Branches:       o.Branches,
+		Logger:         log,
+	}
 }

@@ -140,9 +140,9 @@ func (s *Slot) onJob(l *link, n *codec.Notify, at time.Time) {
 	}
 	s.env.Chain.OnJob(&msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
 	// The broadcast: each Tell writes the pre-encoded line to the miner's
-	// socket on this goroutine (the slots of a listener broadcast in
-	// parallel). Its duration from the job's arrival is the fan-out; jobs
-	// given later to joining or moving miners are not part of it.
+	// socket, on this goroutine and on the fan-out pool's idle writers.
+	// Its duration from the job's arrival is the fan-out; jobs given later
+	// to joining or moving miners are not part of it.
 	if l.users > 0 {
 		s.broadcast(l, note, at)
 	}
@@ -150,8 +150,8 @@ func (s *Slot) onJob(l *link, n *codec.Notify, at time.Time) {
 	s.tell(s.env.Coordinator, &msg.JobArrived{Listener: s.env.Listener, Route: s.env.Route.Name, Job: j})
 }
 
-// broadcast writes a job that arrived at time at to every miner of link l,
-// holding the fan-out gate meanwhile, and records how long it took.
+// broadcast writes a job that arrived at time at to every miner of link l
+// (the pool is a closed gate meanwhile) and records how long it took.
 func (s *Slot) broadcast(l *link, note *wire.JobNotified, at time.Time) {
 	start := time.Now()
 	// The list is garbage after the job (16 B a miner, once per job):

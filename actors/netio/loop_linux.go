@@ -77,6 +77,8 @@ type Engine struct {
 	// Owned by the loop goroutine.
 	conns []*Conn // by fd
 	buf   []byte
+	rx    *rxStamp // nil unless Config.ReceiveTimestamps
+	rxAt  int64    // receive time of the data being delivered (ReceivedAt)
 }
 
 // Conn is one miner connection on the engine.
@@ -116,6 +118,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("netio: watch eventfd: %w", err)
 	}
 	e := &Engine{cfg: cfg, epfd: epfd, wakefd: wakefd, done: make(chan struct{}), buf: make([]byte, cfg.ReadBuffer)}
+	if cfg.ReceiveTimestamps {
+		e.rx = newRxStamp(e.buf)
+	}
 	go e.loop()
 	cfg.Log.Debug("miner event loop started")
 	return e, nil
@@ -172,6 +177,9 @@ func (e *Engine) Add(nc net.Conn, h Handler) (*Conn, error) {
 		// tcp_wmem's maximum (MBs) for a peer that does not read, and the
 		// bounded queue would only start filling after that.
 		_ = syscall.SetsockoptInt(int(ofd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, e.cfg.MaxWriteBuffered)
+		if e.cfg.ReceiveTimestamps {
+			_ = syscall.SetsockoptInt(int(ofd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+		}
 		fd, derr = dupCloexec(int(ofd))
 	})
 	_ = nc.Close()
@@ -290,7 +298,13 @@ func (e *Engine) onEvent(fd int, events uint32) {
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 {
 		return
 	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&e.buf[0])), uintptr(len(e.buf)))
+	var n uintptr
+	var errno syscall.Errno
+	if e.rx != nil {
+		n, e.rxAt, errno = e.rx.recv(fd)
+	} else {
+		n, _, errno = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&e.buf[0])), uintptr(len(e.buf)))
+	}
 	switch {
 	case errno == syscall.EAGAIN || errno == syscall.EINTR:
 		return

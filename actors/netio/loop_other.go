@@ -30,6 +30,7 @@ type Engine struct {
 	stopping atomic.Bool
 	stop     chan struct{}
 	wg       sync.WaitGroup
+	rxAt     int64 // always 0: receive timestamps are Linux only (ReceivedAt)
 }
 
 // Conn is one miner connection.

@@ -52,7 +52,16 @@ type Config struct {
 	// MaxWait bounds one wait of the loop (0 = 20 ms). Flushers armed from
 	// another goroutine are noticed within it.
 	MaxWait time.Duration
-	Log     logrus.FieldLogger
+	// ReceiveTimestamps asks the kernel to stamp every segment it receives
+	// (SO_TIMESTAMPNS), and Conn.ReceivedAt then says when the bytes being
+	// delivered reached the socket. It is for simulators that measure
+	// latency while sharing the CPU with what they measure: the time a
+	// reader gets round to a socket is theirs, the stamp is the network's.
+	// It costs a recvmsg instead of a read, and a clock read per received
+	// segment for the whole machine while any socket asks for it. Linux
+	// only; elsewhere ReceivedAt is 0.
+	ReceiveTimestamps bool
+	Log               logrus.FieldLogger
 }
 
 func (c *Config) defaults() {
@@ -157,6 +166,12 @@ func (c *Conn) Remote() netip.AddrPort { return c.remote }
 
 // BytesWritten counts application bytes written.
 func (c *Conn) BytesWritten() int64 { return c.written.Load() }
+
+// ReceivedAt is the kernel's receive time, in unix nanoseconds, of the
+// newest segment among the bytes OnData is being given, or 0 when the
+// engine does not ask for receive timestamps (Config.ReceiveTimestamps) or
+// the kernel gave none. Valid only inside OnData.
+func (c *Conn) ReceivedAt() int64 { return c.e.rxAt }
 
 // BytesRead counts application bytes read.
 func (c *Conn) BytesRead() int64 { return c.read.Load() }

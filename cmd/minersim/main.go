@@ -75,6 +75,7 @@ Flags:
 	fs.StringVar(&opts.stamp, "stamp", "poolsim", "where jobs carry the pool's write time, for fan-out latency: poolsim, none, or hex:MARKER")
 	fs.StringVar(&cfg.Transport, "transport", minersim.TransportNetio, "socket handling: netio (the agent's own epoll loop, cheapest), nbio (nbio's epoll loops) or goroutine (one reader per connection)")
 	fs.IntVar(&cfg.Pollers, "pollers", 1, "epoll loops of the netio and nbio transports")
+	fs.BoolVar(&cfg.KernelArrival, "kernel-arrival", true, "netio transport: also measure the fan-out to the kernel's receive time in each miner's socket (SO_TIMESTAMPNS), which does not include this simulator's wait for a core")
 	fs.IntVar(&cfg.DialConcurrency, "dialers", 32, "parallel dials")
 	fs.DurationVar(&cfg.ReconnectMin, "reconnect-min", 250*time.Millisecond, "first reconnect backoff after a dropped connection (doubles per failure)")
 	fs.DurationVar(&cfg.ReconnectMax, "reconnect-max", 30*time.Second, "largest reconnect backoff")

@@ -114,6 +114,7 @@ var compareMetrics = []compareMetric{
 	{"fanout_p50_ms", true},
 	{"fanout_p99_ms", true},
 	{"fanout_max_ms", true},
+	{"fanout_kernel_p99_ms", true},
 	{"job_last_max_ms", true},
 	{"agent_fanout_p50_ms", true},
 	{"agent_fanout_max_ms", true},
@@ -121,6 +122,7 @@ var compareMetrics = []compareMetric{
 	// yardstick of the two ratios below rather than something to compare.
 	{"floor_ms", false},
 	{"fanout_p99_per_floor", true},
+	{"fanout_kernel_p99_per_floor", true},
 	{"agent_fanout_max_per_floor", true},
 	{"submit_p50_ms", true},
 	{"submit_p99_ms", true},

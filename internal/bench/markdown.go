@@ -165,8 +165,8 @@ func RenderMarkdown(db DB) string {
 			}
 			b.WriteString(metricTable(entries, floorLead, []string{"miners", "floor write B", "floor rounds"},
 				"floor_ms", "floor_min_ms", "floor_max_ms", "floor_w1_ms", "floor_write_errors",
-				"fanout_p99_ms", "agent_fanout_p50_ms", "agent_fanout_max_ms", "agent_fanout_jobs",
-				"fanout_p99_per_floor", "agent_fanout_max_per_floor"))
+				"fanout_p99_ms", "fanout_kernel_p99_ms", "agent_fanout_p50_ms", "agent_fanout_max_ms", "agent_fanout_jobs",
+				"fanout_p99_per_floor", "fanout_kernel_p99_per_floor", "agent_fanout_max_per_floor"))
 		}
 
 		renderReferences(&b, entries)

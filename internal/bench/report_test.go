@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btcagent/btcagent/sim/minersim"
 	"github.com/btcagent/btcagent/sim/poolsim"
 )
 
@@ -78,7 +79,8 @@ func entry(miners int, rss float64, m Machine) Entry {
 	r := Result{Miners: miners, Connections: 2, FlushMs: 20, AgentRSSMiB: rss, AgentHWMMiB: rss + 4, AgentCPU: 0.03,
 		UpSegsPerS: 80, FanoutP99Ms: 25, SharesLost: 0, JobsInWindow: 4, JobMinersMin: float64(miners),
 		UpBytesPerShare: math.NaN(), JobLastP50Ms: math.NaN(), JobLastMaxMs: math.NaN(),
-		AgentFanoutP50Ms: math.NaN(), AgentFanoutMaxMs: math.NaN(), AgentFanoutJobs: math.NaN()}
+		AgentFanoutP50Ms: math.NaN(), AgentFanoutMaxMs: math.NaN(), AgentFanoutJobs: math.NaN(),
+		FanoutKernelP50Ms: math.NaN(), FanoutKernelP99Ms: math.NaN(), FanoutKernelMaxMs: math.NaN()}
 	r.setFloor(nil) // as in a run with -floor=false
 	r.setFloorRatios()
 	return NewEntry([]Result{r}, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), "agentbench -miners x", m, BinaryInfo{Revision: "0123456789abcdef"})
@@ -199,16 +201,51 @@ func TestRenderMarkdownFloor(t *testing.T) {
 	e.Result.Floor = &Floor{Conns: 10000, Bytes: 1324, Rounds: 7, Runs: []FloorRun{{Writers: 2, MedianMs: 20, MinMs: 18, MaxMs: 30}, {Writers: 1, MedianMs: 35}}}
 	e.Result.setFloor(e.Result.Floor)
 	e.Result.AgentFanoutP50Ms, e.Result.AgentFanoutMaxMs, e.Result.AgentFanoutJobs = 22, 24, 4
+	e.Result.FanoutKernelP99Ms = 23
 	e.Result.setFloorRatios()
 	md := RenderMarkdown(DB{Entries: []Entry{plain, e}})
 	for _, want := range []string{
 		"#### Fan-out: the agent's own account, and this machine's broadcast floor",
-		"| miners | floor write B | floor rounds | floor ms | floor min ms | floor max ms | floor 1w ms | floor write errors | fan-out p99 ms | agent fan-out p50 ms | agent fan-out max ms | agent jobs | fan-out p99/floor | agent max/floor |",
-		"| 1,000 | – | – | – | – | – | – | – | 25.0 | – |",
-		"| 10,000 | 1,324 | 7 | 20.0 | 18.0 | 30.0 | 35.0 | 0 | 25.0 | 22.0 | 24.0 | 4 | 1.25 | 1.20 |",
+		"| miners | floor write B | floor rounds | floor ms | floor min ms | floor max ms | floor 1w ms | floor write errors | fan-out p99 ms | fan-out (kernel) p99 ms | agent fan-out p50 ms | agent fan-out max ms | agent jobs | fan-out p99/floor | fan-out (kernel) p99/floor | agent max/floor |",
+		"| 1,000 | – | – | – | – | – | – | – | 25.0 | – | – |",
+		"| 10,000 | 1,324 | 7 | 20.0 | 18.0 | 30.0 | 35.0 | 0 | 25.0 | 23.0 | 22.0 | 24.0 | 4 | 1.25 | 1.15 | 1.20 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+}
+
+// The harness reads minersim's JSON summary: the kernel-arrival figures
+// come through when minersim measured them and read as "not measured"
+// (NaN) when it did not, never as 0 ms.
+func TestFillSharesReadsMinersimKernelArrival(t *testing.T) {
+	for _, measured := range []bool{true, false} {
+		sum := minersim.Summary{FanoutP99: 90 * time.Millisecond, FanoutSamples: 10}
+		if measured {
+			sum.FanoutKernelP50, sum.FanoutKernelP99, sum.FanoutKernelMax, sum.FanoutKernelSamples = 40*time.Millisecond, 70*time.Millisecond, 75*time.Millisecond, 10
+		}
+		data, err := json.Marshal(sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ms minerSummary
+		if err := json.Unmarshal(data, &ms); err != nil {
+			t.Fatal(err)
+		}
+		var r Result
+		fillShares(&r, ms, poolsim.Totals{})
+		r.FloorMs = 50
+		r.setFloorRatios()
+		if r.FanoutP99Ms != 90 {
+			t.Errorf("measured=%v: fan-out p99 %v, want 90", measured, r.FanoutP99Ms)
+		}
+		if measured {
+			if r.FanoutKernelP50Ms != 40 || r.FanoutKernelP99Ms != 70 || r.FanoutKernelMaxMs != 75 || r.FanoutKernelP99PerFloor != 1.4 {
+				t.Errorf("kernel p50 %v p99 %v max %v, p99/floor %v", r.FanoutKernelP50Ms, r.FanoutKernelP99Ms, r.FanoutKernelMaxMs, r.FanoutKernelP99PerFloor)
+			}
+		} else if !math.IsNaN(r.FanoutKernelP99Ms) || !math.IsNaN(r.FanoutKernelMaxMs) || !math.IsNaN(r.FanoutKernelP99PerFloor) {
+			t.Errorf("not measured, yet kernel p99 %v max %v, p99/floor %v", r.FanoutKernelP99Ms, r.FanoutKernelMaxMs, r.FanoutKernelP99PerFloor)
 		}
 	}
 }

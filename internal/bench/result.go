@@ -39,15 +39,21 @@ type Result struct {
 	UpBytesPerShare  float64 `json:"up_bytes_per_share"`   // up bytes / shares at the pool, window only
 	LinkChanges      float64 `json:"link_changes"`         // pool links opened or closed during the window (0 expected)
 
-	FanoutP50Ms  float64 `json:"fanout_p50_ms"`   // pool write -> miner, per notify, whole run (minersim)
-	FanoutP99Ms  float64 `json:"fanout_p99_ms"`   //
-	FanoutMaxMs  float64 `json:"fanout_max_ms"`   //
-	JobLastP50Ms float64 `json:"job_last_p50_ms"` // pool write -> last miner, per pool job written in the window
-	JobLastMaxMs float64 `json:"job_last_max_ms"` //
-	JobsInWindow float64 `json:"jobs_in_window"`  // pool jobs written in the window
-	JobMinersMin float64 `json:"job_miners_min"`  // fewest miners that received one of those jobs (N expected)
-	SubmitP50Ms  float64 `json:"submit_p50_ms"`   // miner submit -> verdict, whole run
-	SubmitP99Ms  float64 `json:"submit_p99_ms"`   //
+	FanoutP50Ms float64 `json:"fanout_p50_ms"` // pool write -> miner, per notify, whole run (minersim)
+	FanoutP99Ms float64 `json:"fanout_p99_ms"` //
+	FanoutMaxMs float64 `json:"fanout_max_ms"` //
+	// The same, to the kernel's receive time in each miner's socket
+	// (minersim -kernel-arrival): without the simulator's own wait for a
+	// core while the agent writes on the same two. NaN when not measured.
+	FanoutKernelP50Ms float64 `json:"fanout_kernel_p50_ms"`
+	FanoutKernelP99Ms float64 `json:"fanout_kernel_p99_ms"`
+	FanoutKernelMaxMs float64 `json:"fanout_kernel_max_ms"`
+	JobLastP50Ms      float64 `json:"job_last_p50_ms"` // pool write -> last miner, per pool job written in the window
+	JobLastMaxMs      float64 `json:"job_last_max_ms"` //
+	JobsInWindow      float64 `json:"jobs_in_window"`  // pool jobs written in the window
+	JobMinersMin      float64 `json:"job_miners_min"`  // fewest miners that received one of those jobs (N expected)
+	SubmitP50Ms       float64 `json:"submit_p50_ms"`   // miner submit -> verdict, whole run
+	SubmitP99Ms       float64 `json:"submit_p99_ms"`   //
 
 	// The agent's own account of its broadcasts (job_fanout.recent of its
 	// HTTP API): per pool job written in the window, job arrival at the
@@ -60,14 +66,15 @@ type Result struct {
 	// This machine's broadcast floor for this size, measured once per size
 	// before its first run (MeasureFloor; NaN with -floor=false), and the
 	// fan-out figures in multiples of it.
-	FloorMs                float64 `json:"floor_ms"`     // 2 writers, median of the rounds
-	FloorMinMs             float64 `json:"floor_min_ms"` //
-	FloorMaxMs             float64 `json:"floor_max_ms"` //
-	FloorW1Ms              float64 `json:"floor_w1_ms"`  // 1 writer, median of the rounds
-	FloorWriteErrors       float64 `json:"floor_write_errors"`
-	FanoutP99PerFloor      float64 `json:"fanout_p99_per_floor"`       // FanoutP99Ms / FloorMs
-	AgentFanoutMaxPerFloor float64 `json:"agent_fanout_max_per_floor"` // AgentFanoutMaxMs / FloorMs
-	Floor                  *Floor  `json:"floor,omitempty"`            // every round, both writer counts
+	FloorMs                 float64 `json:"floor_ms"`     // 2 writers, median of the rounds
+	FloorMinMs              float64 `json:"floor_min_ms"` //
+	FloorMaxMs              float64 `json:"floor_max_ms"` //
+	FloorW1Ms               float64 `json:"floor_w1_ms"`  // 1 writer, median of the rounds
+	FloorWriteErrors        float64 `json:"floor_write_errors"`
+	FanoutP99PerFloor       float64 `json:"fanout_p99_per_floor"`        // FanoutP99Ms / FloorMs
+	FanoutKernelP99PerFloor float64 `json:"fanout_kernel_p99_per_floor"` // FanoutKernelP99Ms / FloorMs
+	AgentFanoutMaxPerFloor  float64 `json:"agent_fanout_max_per_floor"`  // AgentFanoutMaxMs / FloorMs
+	Floor                   *Floor  `json:"floor,omitempty"`             // every round, both writer counts
 
 	SharesSent       float64 `json:"shares_sent"`       // by minersim, whole run
 	PoolAccepted     float64 `json:"pool_accepted"`     // at the pool after the drain
@@ -123,6 +130,9 @@ var Metrics = []Metric{
 	{"fanout_p50_ms", "fan-out p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.FanoutP50Ms }},
 	{"fanout_p99_ms", "fan-out p99 ms", 1, AggMedian, func(r *Result) *float64 { return &r.FanoutP99Ms }},
 	{"fanout_max_ms", "fan-out max ms", 1, AggMedian, func(r *Result) *float64 { return &r.FanoutMaxMs }},
+	{"fanout_kernel_p50_ms", "fan-out (kernel) p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.FanoutKernelP50Ms }},
+	{"fanout_kernel_p99_ms", "fan-out (kernel) p99 ms", 1, AggMedian, func(r *Result) *float64 { return &r.FanoutKernelP99Ms }},
+	{"fanout_kernel_max_ms", "fan-out (kernel) max ms", 1, AggMedian, func(r *Result) *float64 { return &r.FanoutKernelMaxMs }},
 	{"job_last_p50_ms", "job→last p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.JobLastP50Ms }},
 	{"job_last_max_ms", "job→last max ms", 1, AggMedian, func(r *Result) *float64 { return &r.JobLastMaxMs }},
 	{"jobs_in_window", "jobs", 0, AggMedian, func(r *Result) *float64 { return &r.JobsInWindow }},
@@ -136,6 +146,7 @@ var Metrics = []Metric{
 	{"floor_w1_ms", "floor 1w ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorW1Ms }},
 	{"floor_write_errors", "floor write errors", 0, AggMax, func(r *Result) *float64 { return &r.FloorWriteErrors }},
 	{"fanout_p99_per_floor", "fan-out p99/floor", 2, AggMedian, func(r *Result) *float64 { return &r.FanoutP99PerFloor }},
+	{"fanout_kernel_p99_per_floor", "fan-out (kernel) p99/floor", 2, AggMedian, func(r *Result) *float64 { return &r.FanoutKernelP99PerFloor }},
 	{"agent_fanout_max_per_floor", "agent max/floor", 2, AggMedian, func(r *Result) *float64 { return &r.AgentFanoutMaxPerFloor }},
 	{"submit_p50_ms", "submit p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.SubmitP50Ms }},
 	{"submit_p99_ms", "submit p99 ms", 1, AggMedian, func(r *Result) *float64 { return &r.SubmitP99Ms }},
@@ -313,11 +324,12 @@ func (r *Result) setFloor(f *Floor) {
 
 // setFloorRatios expresses the fan-out figures in multiples of the floor.
 func (r *Result) setFloorRatios() {
-	r.FanoutP99PerFloor, r.AgentFanoutMaxPerFloor = math.NaN(), math.NaN()
+	r.FanoutP99PerFloor, r.FanoutKernelP99PerFloor, r.AgentFanoutMaxPerFloor = math.NaN(), math.NaN(), math.NaN()
 	if math.IsNaN(r.FloorMs) || r.FloorMs <= 0 {
 		return
 	}
 	r.FanoutP99PerFloor = r.FanoutP99Ms / r.FloorMs
+	r.FanoutKernelP99PerFloor = r.FanoutKernelP99Ms / r.FloorMs
 	r.AgentFanoutMaxPerFloor = r.AgentFanoutMaxMs / r.FloorMs
 }
 

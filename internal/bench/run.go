@@ -364,7 +364,11 @@ type minerSummary struct {
 	FanoutP50Ms      float64          `json:"fanout_p50_ms"`
 	FanoutP99Ms      float64          `json:"fanout_p99_ms"`
 	FanoutMaxMs      float64          `json:"fanout_max_ms"`
-	Jobs             []JobRecord      `json:"jobs"`
+	// Absent when minersim did not measure to the kernel's receive time.
+	FanoutKernelP50Ms *float64    `json:"fanout_kernel_p50_ms"`
+	FanoutKernelP99Ms *float64    `json:"fanout_kernel_p99_ms"`
+	FanoutKernelMaxMs *float64    `json:"fanout_kernel_max_ms"`
+	Jobs              []JobRecord `json:"jobs"`
 }
 
 // waitAuthorized waits until every miner of the groups is authorized at the
@@ -767,6 +771,7 @@ func fillShares(r *Result, s minerSummary, tot poolsim.Totals) {
 	r.FanoutP50Ms = s.FanoutP50Ms
 	r.FanoutP99Ms = s.FanoutP99Ms
 	r.FanoutMaxMs = s.FanoutMaxMs
+	r.FanoutKernelP50Ms, r.FanoutKernelP99Ms, r.FanoutKernelMaxMs = orNaN(s.FanoutKernelP50Ms), orNaN(s.FanoutKernelP99Ms), orNaN(s.FanoutKernelMaxMs)
 	r.SubmitP50Ms = s.SubmitP50Ms
 	r.SubmitP99Ms = s.SubmitP99Ms
 }

@@ -67,7 +67,7 @@ func BenchmarkNotify(b *testing.B) {
 	b.ReportAllocs()
 	now := time.Now()
 	for b.Loop() {
-		m.onData(l, line, now)
+		m.onData(l, line, arrival{now: now})
 	}
 	b.StopTimer()
 	s := m.s
@@ -104,7 +104,7 @@ func benchTransportFanout(b *testing.B, tr string, n int) {
 		if runtime.GOOS == "linux" {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1))
 		}
-		s.tr, err = newNetioTransport(1, cfg.Logger)
+		s.tr, err = newNetioTransport(1, cfg.KernelArrival, cfg.Logger)
 	case TransportNbio:
 		s.tr, err = newNbioTransport(1)
 	default:

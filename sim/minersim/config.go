@@ -78,6 +78,11 @@ type Config struct {
 	// Pollers is the number of epoll loops of the netio and nbio transports
 	// (default 1).
 	Pollers int
+	// KernelArrival has the netio transport ask for the kernel's receive
+	// time of every read (netio.Config.ReceiveTimestamps), and the fan-out
+	// is then also measured to it (Summary.FanoutKernelP99). Other
+	// transports ignore it.
+	KernelArrival bool
 	// DialConcurrency bounds parallel dials (default 32).
 	DialConcurrency int
 	// ReconnectMin and ReconnectMax bound the exponential backoff after a

@@ -182,8 +182,17 @@ type lineOutcome struct {
 
 var errReconnectRequested = errors.New("client.reconnect received")
 
-// onData handles bytes read from l at time now.
-func (m *miner) onData(l *link, data []byte, now time.Time) {
+// arrival is when a read's bytes came: now is when the simulator read them;
+// kernel, when the transport knows it, is when they reached the socket
+// (unix nanoseconds, 0 unknown). They differ by however long the reader
+// waited for a core, which during a broadcast is the agent's writers'.
+type arrival struct {
+	now    time.Time
+	kernel int64
+}
+
+// onData handles bytes read from l.
+func (m *miner) onData(l *link, data []byte, at arrival) {
 	var o lineOutcome
 	m.mu.Lock()
 	if m.link != l {
@@ -191,7 +200,7 @@ func (m *miner) onData(l *link, data []byte, now time.Time) {
 		return
 	}
 	err := l.split.Feed(data, func(c codec.Chunk) error {
-		return m.handleLineLocked(c.Line, now, &o)
+		return m.handleLineLocked(c.Line, at, &o)
 	})
 	if err != nil && o.drop == nil {
 		// Only the splitter fails on its own: a line over the cap.
@@ -351,7 +360,7 @@ func (m *miner) firstRequestLocked(out []byte) []byte {
 
 // handleLineLocked processes one line from the peer. It returns an error only
 // to stop processing the rest of the read (the link is being dropped).
-func (m *miner) handleLineLocked(line []byte, now time.Time, o *lineOutcome) error {
+func (m *miner) handleLineLocked(line []byte, at arrival, o *lineOutcome) error {
 	s := m.s
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil
@@ -364,11 +373,11 @@ func (m *miner) handleLineLocked(line []byte, now time.Time, o *lineOutcome) err
 		return nil
 	}
 	if r.IsResponse() {
-		return m.handleReplyLocked(&r, line, now, o)
+		return m.handleReplyLocked(&r, line, at.now, o)
 	}
 	switch string(r.Method) {
 	case codec.MethodNotify:
-		m.handleNotifyLocked(&r, now)
+		m.handleNotifyLocked(&r, at)
 	case codec.MethodSetDifficulty:
 		d, err := numberParam(r.Param(0))
 		if err != nil || !(d > 0) {
@@ -425,7 +434,7 @@ func (m *miner) handleLineLocked(line []byte, now time.Time, o *lineOutcome) err
 }
 
 // handleNotifyLocked makes a new job current.
-func (m *miner) handleNotifyLocked(r *codec.Request, now time.Time) {
+func (m *miner) handleNotifyLocked(r *codec.Request, at arrival) {
 	s := m.s
 	// Counted last, so a snapshot that shows the notify shows its fan-out
 	// sample too.
@@ -448,10 +457,14 @@ func (m *miner) handleNotifyLocked(r *codec.Request, now time.Time) {
 		idBytes = []byte(dec)
 	}
 	l := m.link
-	jobID, lat, stamped := s.jobs.seen(idBytes, r.Param(2).Str, now, l.gotJob, s.cfg.JobTimestamp)
+	js := s.jobs.seen(idBytes, r.Param(2).Str, at, l.gotJob, s.cfg.JobTimestamp)
+	jobID := js.id
 	l.gotJob = true
-	if stamped {
-		s.fanout.record(lat)
+	if js.stamped {
+		s.fanout.record(js.lat)
+		if js.kernelOK {
+			s.fanoutKernel.record(js.kernelLat)
+		}
 	}
 	m.jobsSeen++
 	diff := m.nextDiff

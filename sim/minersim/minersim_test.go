@@ -1,7 +1,10 @@
 package minersim
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -377,6 +380,55 @@ func TestFanoutLatency(t *testing.T) {
 			}
 		}
 	})
+}
+
+// With KernelArrival the netio transport also measures each notify to the
+// kernel's receive time, which can only come before the simulator's read;
+// without it, or on another transport, there are no such samples and the
+// JSON summary leaves the figures out rather than print zeros.
+func TestFanoutKernelArrival(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("receive timestamps are Linux only")
+	}
+	for _, c := range []struct {
+		tr   string
+		on   bool
+		want bool
+	}{{TransportNetio, true, true}, {TransportNetio, false, false}, {TransportGoroutine, true, false}} {
+		t.Run(fmt.Sprintf("%s/%v", c.tr, c.on), func(t *testing.T) {
+			srv := newTestServer(t)
+			const miners = 10
+			sim := startSim(t, Config{Target: srv.addr(), Miners: miners, User: "k", Transport: c.tr, ShareInterval: time.Hour,
+				JobTimestamp: HexStamp(testMarker), KernelArrival: c.on})
+			waitSim(t, sim, "first job everywhere", func(s *Summary) bool { return s.Authorized == miners && s.Notifies == miners })
+			id := srv.broadcastJob()
+			waitSim(t, sim, "job fan-out", func(s *Summary) bool { return s.Notifies == 2*miners })
+			sum := sim.Stats()
+			js, err := json.Marshal(sum)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inJSON := bytes.Contains(js, []byte(`"fanout_kernel_p99_ms"`))
+			var job JobFanout
+			for _, j := range sum.Jobs {
+				if j.JobID == id {
+					job = j
+				}
+			}
+			if !c.want {
+				if sum.FanoutKernelSamples != 0 || job.KernelMax != 0 || inJSON {
+					t.Fatalf("kernel samples %d, job kernel max %v, in JSON %v; want none", sum.FanoutKernelSamples, job.KernelMax, inJSON)
+				}
+				return
+			}
+			if sum.FanoutKernelSamples != miners || sum.FanoutSamples != miners || !inJSON {
+				t.Fatalf("kernel samples %d, samples %d, in JSON %v; want %d each", sum.FanoutKernelSamples, sum.FanoutSamples, inJSON, miners)
+			}
+			if job.KernelMax <= 0 || job.KernelMax > job.Max || sum.FanoutKernelMax > sum.FanoutMax {
+				t.Errorf("job %s: kernel max %v, max %v; summary kernel max %v, max %v", id, job.KernelMax, job.Max, sum.FanoutKernelMax, sum.FanoutMax)
+			}
+		})
+	}
 }
 
 func TestSetVersionMaskAndExtranonce(t *testing.T) {

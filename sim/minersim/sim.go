@@ -41,10 +41,12 @@ type Sim struct {
 	stopOnce sync.Once
 	final    Summary
 
-	changes   *changes
-	jobs      jobRing
-	fanout    histogram
-	submitLat histogram
+	changes *changes
+	jobs    jobRing
+	fanout  histogram
+	// fanoutKernel is fanout measured to the kernel's receive time.
+	fanoutKernel histogram
+	submitLat    histogram
 
 	connected, subscribed, authorized atomic.Int64
 	sent, accepted                    atomic.Int64
@@ -88,7 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		codec.VersionRollingExtension, codec.VersionRollingMaskKey, cfg.VersionMask, codec.VersionRollingMinBitsKey)
 	switch cfg.Transport {
 	case TransportNetio:
-		t, err := newNetioTransport(cfg.Pollers, cfg.Logger)
+		t, err := newNetioTransport(cfg.Pollers, cfg.KernelArrival, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -517,6 +519,8 @@ func (s *Sim) snapshot(full bool) Summary {
 	sum.SharesUnanswered = sum.SharesSent - accepted - rejected
 	q, mx, n := s.fanout.quantiles(0.5, 0.99)
 	sum.FanoutP50, sum.FanoutP99, sum.FanoutMax, sum.FanoutSamples = q[0], q[1], mx, n
+	q, mx, n = s.fanoutKernel.quantiles(0.5, 0.99)
+	sum.FanoutKernelP50, sum.FanoutKernelP99, sum.FanoutKernelMax, sum.FanoutKernelSamples = q[0], q[1], mx, n
 	q, mx, _ = s.submitLat.quantiles(0.5, 0.99)
 	sum.SubmitP50, sum.SubmitP99, sum.SubmitMax = q[0], q[1], mx
 	if secs := elapsed.Seconds(); secs > 0 {

@@ -101,6 +101,9 @@ type JobFanout struct {
 	// Max is the pool write to the last miner it was broadcast to (stamped
 	// jobs; the first job of each connection is not a broadcast, see Summary).
 	Max time.Duration `json:"-"`
+	// KernelMax is the same to the last arrival in a miner's socket, when
+	// the transport reports the kernel's receive time.
+	KernelMax time.Duration `json:"-"`
 }
 
 // jobRing remembers the last jobRingSize jobs. Besides the per-job fan-out
@@ -120,10 +123,19 @@ type jobEntry struct {
 	used   bool
 }
 
-// seen records a notify for job id with coinb1 that arrived at now and
-// returns the interned id and the latency (ok false when the job carries no
-// stamp or sample is false).
-func (r *jobRing) seen(id, coinb1 []byte, now time.Time, sample bool, stamp func(string) (time.Time, bool)) (string, time.Duration, bool) {
+// jobSight is what jobRing.seen makes of one notify.
+type jobSight struct {
+	id        string        // interned job id
+	lat       time.Duration // pool write → read by the simulator
+	kernelLat time.Duration // pool write → in the miner's socket
+	stamped   bool          // lat is a sample (the job carries a stamp and sample was true)
+	kernelOK  bool          // kernelLat is a sample too
+}
+
+// seen records a notify for job id with coinb1 that arrived at and returns
+// the interned id and the latencies.
+func (r *jobRing) seen(id, coinb1 []byte, at arrival, sample bool, stamp func(string) (time.Time, bool)) jobSight {
+	now := at.now
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var e *jobEntry
@@ -149,12 +161,17 @@ func (r *jobRing) seen(id, coinb1 []byte, now time.Time, sample bool, stamp func
 	}
 	e.Miners++
 	e.Last = now
+	js := jobSight{id: e.JobID}
 	if !e.Stamped || !sample {
-		return e.JobID, 0, false
+		return js
 	}
-	lat := now.Sub(e.Written)
-	e.Max = max(e.Max, lat)
-	return e.JobID, lat, true
+	js.lat, js.stamped = now.Sub(e.Written), true
+	e.Max = max(e.Max, js.lat)
+	if at.kernel != 0 {
+		js.kernelLat, js.kernelOK = time.Duration(at.kernel-e.Written.UnixNano()), true
+		e.KernelMax = max(e.KernelMax, js.kernelLat)
+	}
+	return js
 }
 
 // snapshot returns the remembered jobs, oldest first.
@@ -242,7 +259,13 @@ type Summary struct {
 	// fan-out.
 	FanoutP50, FanoutP99, FanoutMax time.Duration `json:"-"`
 	FanoutSamples                   int64         `json:"fanout_samples"`
-	Jobs                            []JobFanout   `json:"jobs"` // last 32 jobs, oldest first
+	// The same latency to the kernel's receive time in the miner's socket
+	// (Config.KernelArrival, netio transport on Linux): what a farm of real
+	// miners would see, without the simulator's own wait for a core while
+	// the agent writes on the same machine. No samples: not measured.
+	FanoutKernelP50, FanoutKernelP99, FanoutKernelMax time.Duration `json:"-"`
+	FanoutKernelSamples                               int64         `json:"fanout_kernel_samples"`
+	Jobs                                              []JobFanout   `json:"jobs"` // last 32 jobs, oldest first
 
 	Hashes   int64   `json:"hashes"`    // hash mode: header hashes computed
 	HashRate float64 `json:"hash_rate"` // hashes per second since Start
@@ -259,13 +282,14 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 	type plain Summary
 	type job struct {
 		JobFanout
-		MaxMs float64 `json:"max_ms"`
+		MaxMs       float64 `json:"max_ms"`
+		KernelMaxMs float64 `json:"kernel_max_ms,omitempty"`
 	}
 	jobs := make([]job, len(s.Jobs))
 	for i, j := range s.Jobs {
-		jobs[i] = job{JobFanout: j, MaxMs: ms(j.Max)}
+		jobs[i] = job{JobFanout: j, MaxMs: ms(j.Max), KernelMaxMs: ms(j.KernelMax)}
 	}
-	return json.Marshal(struct {
+	out := struct {
 		plain
 		ElapsedS    float64 `json:"elapsed_s"`
 		SubmitP50Ms float64 `json:"submit_p50_ms"`
@@ -274,7 +298,11 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		FanoutP50Ms float64 `json:"fanout_p50_ms"`
 		FanoutP99Ms float64 `json:"fanout_p99_ms"`
 		FanoutMaxMs float64 `json:"fanout_max_ms"`
-		Jobs        []job   `json:"jobs"`
+		// Absent when not measured, so that 0 is never read as "instant".
+		FanoutKernelP50Ms *float64 `json:"fanout_kernel_p50_ms,omitempty"`
+		FanoutKernelP99Ms *float64 `json:"fanout_kernel_p99_ms,omitempty"`
+		FanoutKernelMaxMs *float64 `json:"fanout_kernel_max_ms,omitempty"`
+		Jobs              []job    `json:"jobs"`
 	}{
 		plain:       plain(s),
 		ElapsedS:    s.Elapsed.Seconds(),
@@ -285,7 +313,12 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		FanoutP99Ms: ms(s.FanoutP99),
 		FanoutMaxMs: ms(s.FanoutMax),
 		Jobs:        jobs,
-	})
+	}
+	if s.FanoutKernelSamples > 0 {
+		p50, p99, mx := ms(s.FanoutKernelP50), ms(s.FanoutKernelP99), ms(s.FanoutKernelMax)
+		out.FanoutKernelP50Ms, out.FanoutKernelP99Ms, out.FanoutKernelMaxMs = &p50, &p99, &mx
+	}
+	return json.Marshal(out)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

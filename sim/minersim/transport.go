@@ -96,7 +96,7 @@ func (t *goroutineTransport) attach(l *link) error {
 		for {
 			n, err := l.nc.Read(buf)
 			if n > 0 {
-				l.m.onData(l, buf[:n], time.Now())
+				l.m.onData(l, buf[:n], arrival{now: time.Now()})
 			}
 			if err != nil {
 				l.m.onLinkClosed(l, err)
@@ -125,7 +125,7 @@ func newNbioTransport(pollers int) (*nbioTransport, error) {
 	})
 	e.OnData(func(c *nbio.Conn, data []byte) {
 		if l, ok := c.Session().(*link); ok {
-			l.m.onData(l, data, time.Now())
+			l.m.onData(l, data, arrival{now: time.Now()})
 		}
 	})
 	e.OnClose(func(c *nbio.Conn, err error) {
@@ -183,10 +183,10 @@ const (
 	netioMaxQueued = 16 * 1024
 )
 
-func newNetioTransport(loops int, log logrus.FieldLogger) (*netioTransport, error) {
+func newNetioTransport(loops int, stamps bool, log logrus.FieldLogger) (*netioTransport, error) {
 	t := &netioTransport{}
 	for range max(loops, 1) {
-		e, err := netio.NewEngine(netio.Config{ReadBuffer: netioReadBuf, MaxWriteBuffered: netioMaxQueued, Log: log})
+		e, err := netio.NewEngine(netio.Config{ReadBuffer: netioReadBuf, MaxWriteBuffered: netioMaxQueued, ReceiveTimestamps: stamps, Log: log})
 		if err != nil {
 			t.stop()
 			return nil, fmt.Errorf("minersim: starting netio engine: %w", err)
@@ -220,6 +220,8 @@ func (t *netioTransport) stop() {
 // so the engine's interface call needs no allocation and no lookup.
 type netioHandler struct{ l *link }
 
-func (h netioHandler) OnData(_ *netio.Conn, data []byte) { h.l.m.onData(h.l, data, time.Now()) }
+func (h netioHandler) OnData(c *netio.Conn, data []byte) {
+	h.l.m.onData(h.l, data, arrival{now: time.Now(), kernel: c.ReceivedAt()})
+}
 
 func (h netioHandler) OnClose(_ *netio.Conn, err error) { h.l.m.onLinkClosed(h.l, err) }

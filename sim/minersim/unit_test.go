@@ -321,24 +321,35 @@ func TestJobRingInternsAndEvicts(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	parses := 0
 	stamp := func(string) (time.Time, bool) { parses++; return t0, true }
-	id1, _, ok := r.seen([]byte("a"), []byte("c1"), t0.Add(time.Millisecond), false, stamp)
-	if ok || id1 != "a" {
-		t.Fatalf("first sight: id %q sampled %v", id1, ok)
+	at := func(d time.Duration) arrival { return arrival{now: t0.Add(d)} }
+	js := r.seen([]byte("a"), []byte("c1"), at(time.Millisecond), false, stamp)
+	id1 := js.id
+	if js.stamped || js.kernelOK || id1 != "a" {
+		t.Fatalf("first sight: id %q sampled %v kernel %v", id1, js.stamped, js.kernelOK)
 	}
-	id2, lat, ok := r.seen([]byte("a"), []byte("c1"), t0.Add(3*time.Millisecond), true, stamp)
-	if !ok || lat != 3*time.Millisecond || parses != 1 || unsafe.StringData(id1) != unsafe.StringData(id2) {
-		t.Errorf("second sight: sampled %v latency %v, %d stamp parses, id interned %v", ok, lat, parses, unsafe.StringData(id1) == unsafe.StringData(id2))
+	js = r.seen([]byte("a"), []byte("c1"), at(3*time.Millisecond), true, stamp)
+	if !js.stamped || js.lat != 3*time.Millisecond || js.kernelOK || parses != 1 || unsafe.StringData(id1) != unsafe.StringData(js.id) {
+		t.Errorf("second sight: sampled %v latency %v kernel %v, %d stamp parses, id interned %v", js.stamped, js.lat, js.kernelOK, parses, unsafe.StringData(id1) == unsafe.StringData(js.id))
 	}
-	r.seen([]byte("a"), []byte("c2"), t0, true, stamp)
+	// A read the kernel stamped: both latencies, and the job's two maxima.
+	k := arrival{now: t0.Add(9 * time.Millisecond), kernel: t0.Add(2 * time.Millisecond).UnixNano()}
+	js = r.seen([]byte("a"), []byte("c1"), k, true, stamp)
+	if !js.stamped || !js.kernelOK || js.lat != 9*time.Millisecond || js.kernelLat != 2*time.Millisecond {
+		t.Errorf("stamped read: sampled %v %v, latency %v, kernel latency %v", js.stamped, js.kernelOK, js.lat, js.kernelLat)
+	}
+	if j := r.snapshot()[0]; j.Max != 9*time.Millisecond || j.KernelMax != 2*time.Millisecond || j.Miners != 3 {
+		t.Errorf("job after three sights: max %v, kernel max %v, miners %d", j.Max, j.KernelMax, j.Miners)
+	}
+	r.seen([]byte("a"), []byte("c2"), at(0), true, stamp)
 	for i := range jobRingSize - 1 {
-		r.seen([]byte(fmt.Sprint("j", i)), []byte("c"), t0, true, stamp)
+		r.seen([]byte(fmt.Sprint("j", i)), []byte("c"), at(0), true, stamp)
 	}
 	jobs := r.snapshot()
 	if len(jobs) != jobRingSize || jobs[0].JobID != "a" || jobs[0].Miners != 1 || jobs[len(jobs)-1].JobID != fmt.Sprint("j", jobRingSize-2) {
 		t.Fatalf("ring after %d jobs: %d entries, oldest %+v", jobRingSize+1, len(jobs), jobs[0])
 	}
 	parses = 0
-	if r.seen([]byte("a"), []byte("c1"), t0, true, stamp); parses != 1 {
+	if r.seen([]byte("a"), []byte("c1"), at(0), true, stamp); parses != 1 {
 		t.Errorf("evicted job found again without a new entry")
 	}
 }

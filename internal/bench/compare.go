@@ -122,6 +122,7 @@ var compareMetrics = []compareMetric{
 	// yardstick of the two ratios below rather than something to compare.
 	{"floor_ms", false},
 	{"fanout_p99_per_floor", true},
+	{"fanout_p99_per_drained", true},
 	{"fanout_kernel_p99_per_floor", true},
 	{"agent_fanout_max_per_floor", true},
 	{"submit_p50_ms", true},

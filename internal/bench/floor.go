@@ -84,14 +84,19 @@ type Floor struct {
 }
 
 // FloorRun is the broadcasts of one writer count. A broadcast is timed from
-// the first write's start to the last write's return.
+// the first write's start to the last write's return, and again to the
+// reader's read of the last bytes (drained): the first is the floor of an
+// agent's broadcast, the second of a fan-out measured where the simulated
+// miners read, by a reader that shares the cores with the writers.
 type FloorRun struct {
-	Writers     int       `json:"writers"`
-	RoundsMs    []float64 `json:"rounds_ms"`
-	MedianMs    float64   `json:"median_ms"`
-	MinMs       float64   `json:"min_ms"`
-	MaxMs       float64   `json:"max_ms"`
-	WriteErrors int       `json:"write_errors"`
+	Writers         int       `json:"writers"`
+	RoundsMs        []float64 `json:"rounds_ms"`
+	MedianMs        float64   `json:"median_ms"`
+	MinMs           float64   `json:"min_ms"`
+	MaxMs           float64   `json:"max_ms"`
+	DrainedMs       []float64 `json:"drained_ms,omitempty"`
+	DrainedMedianMs float64   `json:"drained_median_ms,omitempty"`
+	WriteErrors     int       `json:"write_errors"`
 }
 
 // Run returns the run with w writers.
@@ -156,7 +161,7 @@ func MeasureFloor(ctx context.Context, o FloorOptions) (f Floor, err error) {
 		}
 		conns = append(conns, c)
 	}
-	if err := rd.sync(ctx, o.Conns, 0, o.Timeout); err != nil {
+	if _, err := rd.sync(ctx, o.Conns, 0, o.Timeout); err != nil {
 		return f, err
 	}
 
@@ -175,14 +180,18 @@ func MeasureFloor(ctx context.Context, o FloorOptions) (f Floor, err error) {
 			case <-ctx.Done():
 				return f, ctx.Err()
 			}
-			d, n, errs := broadcast(conns, line, w)
+			first, d, n, errs := broadcast(conns, line, w)
 			written += n
 			runs[i].RoundsMs = append(runs[i].RoundsMs, float64(d)/float64(time.Millisecond))
 			runs[i].WriteErrors += errs
 			// The next round starts on empty socket buffers and an idle
 			// reader, as a pool job does: 30 s apart.
-			if err := rd.sync(ctx, o.Conns, written, o.Timeout); err != nil {
+			last, err := rd.sync(ctx, o.Conns, written, o.Timeout)
+			if err != nil {
 				return f, err
+			}
+			if last > 0 {
+				runs[i].DrainedMs = append(runs[i].DrainedMs, float64(last-first.UnixNano())/float64(time.Millisecond))
 			}
 			pause.Reset(o.Pause)
 		}
@@ -190,6 +199,9 @@ func MeasureFloor(ctx context.Context, o FloorOptions) (f Floor, err error) {
 	for i := range runs {
 		r := &runs[i]
 		r.MedianMs, r.MinMs, r.MaxMs = Median(r.RoundsMs), slices.Min(r.RoundsMs), slices.Max(r.RoundsMs)
+		if len(r.DrainedMs) > 0 {
+			r.DrainedMedianMs = Median(r.DrainedMs)
+		}
 	}
 	f.Runs = runs
 	return f, nil
@@ -206,12 +218,13 @@ func floorLine(n int) []byte {
 }
 
 // broadcast writes line once to every connection from w goroutines, each
-// taking a contiguous share, and returns the time from the first write's
-// start to the last one's return, the bytes written and the failed writes.
+// taking a contiguous share, and returns the first write's start, the time
+// from it to the last write's return, the bytes written and the failed
+// writes.
 // The goroutines are all parked before any starts, so their start-up is
 // not timed, and each reads the clock itself so that the scheduling of the
 // release is not timed either.
-func broadcast(conns []net.Conn, line []byte, w int) (time.Duration, int64, int) {
+func broadcast(conns []net.Conn, line []byte, w int) (time.Time, time.Duration, int64, int) {
 	type span struct {
 		start, end time.Time
 		n          int64
@@ -258,7 +271,7 @@ func broadcast(conns []net.Conn, line []byte, w int) (time.Duration, int64, int)
 		n += s.n
 		errs += s.errs
 	}
-	return last.Sub(first), n, errs
+	return first, last.Sub(first), n, errs
 }
 
 // floorReader is the parent's handle on the reader process. The protocol
@@ -339,19 +352,22 @@ func (r *floorReader) next(ctx context.Context, timeout time.Duration) (string, 
 }
 
 // sync waits until the reader has accepted conns connections and read
-// bytes bytes in all.
-func (r *floorReader) sync(ctx context.Context, conns int, bytes int64, timeout time.Duration) error {
+// bytes bytes in all, and returns when it read the newest of them (unix
+// nanoseconds; 0 if it read nothing yet).
+func (r *floorReader) sync(ctx context.Context, conns int, bytes int64, timeout time.Duration) (int64, error) {
 	if _, err := fmt.Fprintf(r.in, "sync %d %d\n", conns, bytes); err != nil {
-		return fmt.Errorf("floor: ask reader: %w", err)
+		return 0, fmt.Errorf("floor: ask reader: %w", err)
 	}
 	line, err := r.next(ctx, timeout)
 	if err != nil {
-		return fmt.Errorf("waiting for %d connections and %d bytes: %w", conns, bytes, err)
+		return 0, fmt.Errorf("waiting for %d connections and %d bytes: %w", conns, bytes, err)
 	}
-	if !strings.HasPrefix(line, "ok ") {
-		return fmt.Errorf("floor: reader said %q, want ok", line)
+	var gotConns int
+	var gotBytes, last int64
+	if _, err := fmt.Sscanf(line, "ok %d %d %d", &gotConns, &gotBytes, &last); err != nil {
+		return 0, fmt.Errorf("floor: reader said %q, want ok <conns> <bytes> <last read>", line)
 	}
-	return nil
+	return last, nil
 }
 
 // readerTotals is the reader's final report.

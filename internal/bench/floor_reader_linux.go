@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,8 +16,11 @@ import (
 // drains every connection it accepts from one epoll loop on one thread
 // (one simulated farm of miners reading their notifies), reading each ready
 // descriptor until EAGAIN. Its stdin carries the parent's "sync <conns>
-// <bytes>" requests, answered "ok ..." once that many connections are
-// accepted and that many bytes read; at the end of stdin it says
+// <bytes>" requests, answered "ok <conns> <bytes> <last read>" once that
+// many connections are accepted and that many bytes read, where the last
+// read is the wall-clock time (unix nanoseconds) at which the newest bytes
+// were read, so that the parent can time a broadcast to the reader's end
+// as well as to its last write; at the end of stdin it says
 // "done <accepted> <bytes> <fewest bytes on a connection> <most>" and exits.
 // Failures are reported as "error <text>". The return value is the exit
 // code.
@@ -57,6 +61,7 @@ func serveFloorReader(out io.Writer) error {
 		pending  bool
 		wantConn int
 		wantRead int64
+		lastRead int64 // unix nanoseconds of the newest read that got bytes
 		stdinEOF bool
 		events   = make([]unix.EpollEvent, 256)
 		buf      = make([]byte, 64<<10)
@@ -103,6 +108,9 @@ func serveFloorReader(out io.Writer) error {
 				}
 			default:
 				got, open := floorDrain(fd, buf)
+				if got > 0 {
+					lastRead = time.Now().UnixNano()
+				}
 				perConn[fd] += got
 				total += got
 				if !open {
@@ -113,7 +121,7 @@ func serveFloorReader(out io.Writer) error {
 		}
 		if pending && len(perConn) >= wantConn && total >= wantRead {
 			pending = false
-			if _, err := fmt.Fprintf(out, "ok %d %d\n", len(perConn), total); err != nil {
+			if _, err := fmt.Fprintf(out, "ok %d %d %d\n", len(perConn), total, lastRead); err != nil {
 				return fmt.Errorf("answer sync: %w", err)
 			}
 		}

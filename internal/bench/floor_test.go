@@ -61,6 +61,16 @@ func TestMeasureFloor(t *testing.T) {
 		if !(r.MinMs > 0 && r.MinMs <= r.MedianMs && r.MedianMs <= r.MaxMs) {
 			t.Errorf("W=%d: min %v, median %v, max %v: not ordered", w, r.MinMs, r.MedianMs, r.MaxMs)
 		}
+		// Timed to the reader's last read as well: every round, and never
+		// before the round began.
+		if len(r.DrainedMs) != rounds || !(r.DrainedMedianMs > 0) {
+			t.Errorf("W=%d: drained %v (median %v), want %d positive times", w, r.DrainedMs, r.DrainedMedianMs, rounds)
+		}
+		for _, ms := range r.DrainedMs {
+			if ms <= 0 {
+				t.Errorf("W=%d: drained after %v ms", w, ms)
+			}
+		}
 		if r.WriteErrors != 0 {
 			t.Errorf("W=%d: %d write errors", w, r.WriteErrors)
 		}

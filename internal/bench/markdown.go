@@ -164,9 +164,9 @@ func RenderMarkdown(db DB) string {
 				return append(row, "–", "–")
 			}
 			b.WriteString(metricTable(entries, floorLead, []string{"miners", "floor write B", "floor rounds"},
-				"floor_ms", "floor_min_ms", "floor_max_ms", "floor_w1_ms", "floor_write_errors",
+				"floor_ms", "floor_min_ms", "floor_max_ms", "floor_w1_ms", "floor_drained_ms", "floor_write_errors",
 				"fanout_p99_ms", "fanout_kernel_p99_ms", "agent_fanout_p50_ms", "agent_fanout_max_ms", "agent_fanout_jobs",
-				"fanout_p99_per_floor", "fanout_kernel_p99_per_floor", "agent_fanout_max_per_floor"))
+				"fanout_p99_per_floor", "fanout_p99_per_drained", "fanout_kernel_p99_per_floor", "agent_fanout_max_per_floor"))
 		}
 
 		renderReferences(&b, entries)

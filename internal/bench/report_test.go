@@ -198,7 +198,7 @@ func TestRenderMarkdownFloor(t *testing.T) {
 		t.Errorf("floor table without a floor or the agent's record:\n%s", md)
 	}
 	e := entry(10000, 30, m)
-	e.Result.Floor = &Floor{Conns: 10000, Bytes: 1324, Rounds: 7, Runs: []FloorRun{{Writers: 2, MedianMs: 20, MinMs: 18, MaxMs: 30}, {Writers: 1, MedianMs: 35}}}
+	e.Result.Floor = &Floor{Conns: 10000, Bytes: 1324, Rounds: 7, Runs: []FloorRun{{Writers: 2, MedianMs: 20, MinMs: 18, MaxMs: 30, DrainedMs: []float64{24, 25, 26}, DrainedMedianMs: 25}, {Writers: 1, MedianMs: 35}}}
 	e.Result.setFloor(e.Result.Floor)
 	e.Result.AgentFanoutP50Ms, e.Result.AgentFanoutMaxMs, e.Result.AgentFanoutJobs = 22, 24, 4
 	e.Result.FanoutKernelP99Ms = 23
@@ -206,9 +206,9 @@ func TestRenderMarkdownFloor(t *testing.T) {
 	md := RenderMarkdown(DB{Entries: []Entry{plain, e}})
 	for _, want := range []string{
 		"#### Fan-out: the agent's own account, and this machine's broadcast floor",
-		"| miners | floor write B | floor rounds | floor ms | floor min ms | floor max ms | floor 1w ms | floor write errors | fan-out p99 ms | fan-out (kernel) p99 ms | agent fan-out p50 ms | agent fan-out max ms | agent jobs | fan-out p99/floor | fan-out (kernel) p99/floor | agent max/floor |",
-		"| 1,000 | – | – | – | – | – | – | – | 25.0 | – | – |",
-		"| 10,000 | 1,324 | 7 | 20.0 | 18.0 | 30.0 | 35.0 | 0 | 25.0 | 23.0 | 22.0 | 24.0 | 4 | 1.25 | 1.15 | 1.20 |",
+		"| miners | floor write B | floor rounds | floor ms | floor min ms | floor max ms | floor 1w ms | floor drained ms | floor write errors | fan-out p99 ms | fan-out (kernel) p99 ms | agent fan-out p50 ms | agent fan-out max ms | agent jobs | fan-out p99/floor | fan-out p99/floor drained | fan-out (kernel) p99/floor | agent max/floor |",
+		"| 1,000 | – | – | – | – | – | – | – | – | 25.0 | – | – |",
+		"| 10,000 | 1,324 | 7 | 20.0 | 18.0 | 30.0 | 35.0 | 25.0 | 0 | 25.0 | 23.0 | 22.0 | 24.0 | 4 | 1.25 | 1.00 | 1.15 | 1.20 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)

@@ -66,12 +66,14 @@ type Result struct {
 	// This machine's broadcast floor for this size, measured once per size
 	// before its first run (MeasureFloor; NaN with -floor=false), and the
 	// fan-out figures in multiples of it.
-	FloorMs                 float64 `json:"floor_ms"`     // 2 writers, median of the rounds
-	FloorMinMs              float64 `json:"floor_min_ms"` //
-	FloorMaxMs              float64 `json:"floor_max_ms"` //
-	FloorW1Ms               float64 `json:"floor_w1_ms"`  // 1 writer, median of the rounds
+	FloorMs                 float64 `json:"floor_ms"`         // 2 writers, median of the rounds
+	FloorMinMs              float64 `json:"floor_min_ms"`     //
+	FloorMaxMs              float64 `json:"floor_max_ms"`     //
+	FloorW1Ms               float64 `json:"floor_w1_ms"`      // 1 writer, median of the rounds
+	FloorDrainedMs          float64 `json:"floor_drained_ms"` // 2 writers, to the reader's last read, median
 	FloorWriteErrors        float64 `json:"floor_write_errors"`
 	FanoutP99PerFloor       float64 `json:"fanout_p99_per_floor"`        // FanoutP99Ms / FloorMs
+	FanoutP99PerDrained     float64 `json:"fanout_p99_per_drained"`      // FanoutP99Ms / FloorDrainedMs: both to the reader's read
 	FanoutKernelP99PerFloor float64 `json:"fanout_kernel_p99_per_floor"` // FanoutKernelP99Ms / FloorMs
 	AgentFanoutMaxPerFloor  float64 `json:"agent_fanout_max_per_floor"`  // AgentFanoutMaxMs / FloorMs
 	Floor                   *Floor  `json:"floor,omitempty"`             // every round, both writer counts
@@ -144,8 +146,10 @@ var Metrics = []Metric{
 	{"floor_min_ms", "floor min ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorMinMs }},
 	{"floor_max_ms", "floor max ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorMaxMs }},
 	{"floor_w1_ms", "floor 1w ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorW1Ms }},
+	{"floor_drained_ms", "floor drained ms", 1, AggMedian, func(r *Result) *float64 { return &r.FloorDrainedMs }},
 	{"floor_write_errors", "floor write errors", 0, AggMax, func(r *Result) *float64 { return &r.FloorWriteErrors }},
 	{"fanout_p99_per_floor", "fan-out p99/floor", 2, AggMedian, func(r *Result) *float64 { return &r.FanoutP99PerFloor }},
+	{"fanout_p99_per_drained", "fan-out p99/floor drained", 2, AggMedian, func(r *Result) *float64 { return &r.FanoutP99PerDrained }},
 	{"fanout_kernel_p99_per_floor", "fan-out (kernel) p99/floor", 2, AggMedian, func(r *Result) *float64 { return &r.FanoutKernelP99PerFloor }},
 	{"agent_fanout_max_per_floor", "agent max/floor", 2, AggMedian, func(r *Result) *float64 { return &r.AgentFanoutMaxPerFloor }},
 	{"submit_p50_ms", "submit p50 ms", 1, AggMedian, func(r *Result) *float64 { return &r.SubmitP50Ms }},
@@ -306,6 +310,7 @@ func JobsWritten(recs []JobRecord, from, to time.Time) []PoolJob {
 func (r *Result) setFloor(f *Floor) {
 	r.Floor = f
 	r.FloorMs, r.FloorMinMs, r.FloorMaxMs, r.FloorW1Ms, r.FloorWriteErrors = math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
+	r.FloorDrainedMs = math.NaN()
 	if f == nil {
 		return
 	}
@@ -316,6 +321,9 @@ func (r *Result) setFloor(f *Floor) {
 	r.FloorWriteErrors = float64(errs)
 	if w2, ok := f.Run(2); ok {
 		r.FloorMs, r.FloorMinMs, r.FloorMaxMs = w2.MedianMs, w2.MinMs, w2.MaxMs
+		if len(w2.DrainedMs) > 0 {
+			r.FloorDrainedMs = w2.DrainedMedianMs
+		}
 	}
 	if w1, ok := f.Run(1); ok {
 		r.FloorW1Ms = w1.MedianMs
@@ -325,6 +333,10 @@ func (r *Result) setFloor(f *Floor) {
 // setFloorRatios expresses the fan-out figures in multiples of the floor.
 func (r *Result) setFloorRatios() {
 	r.FanoutP99PerFloor, r.FanoutKernelP99PerFloor, r.AgentFanoutMaxPerFloor = math.NaN(), math.NaN(), math.NaN()
+	r.FanoutP99PerDrained = math.NaN()
+	if r.FloorDrainedMs > 0 {
+		r.FanoutP99PerDrained = r.FanoutP99Ms / r.FloorDrainedMs
+	}
 	if math.IsNaN(r.FloorMs) || r.FloorMs <= 0 {
 		return
 	}

@@ -78,9 +78,10 @@ type Listener struct {
 // reload may replace them.
 type Source func() []Listener
 
-// Miner is one known miner. Miners are keyed by listener and worker name:
-// the name is what the pool shows and what survives reconnections, while
-// the address and session change.
+// Miner is one known miner, as the registry shows it (it keeps its own,
+// more compact records). Miners are keyed by listener and worker name: the
+// name is what the pool shows and what survives reconnections, while the
+// address and session change.
 type Miner struct {
 	Listener   string    `json:"listener"`
 	Worker     string    `json:"worker"`      // as the pool sees it: <pool user>.<worker>
@@ -96,17 +97,7 @@ type Miner struct {
 	Sessions   int       `json:"sessions"`         // connections open now under this name
 	Status     Status    `json:"status"`           // see the constants
 	Since      time.Time `json:"status_since"`     // when the status began (offline: last seen)
-
-	avgSince nano           // first hashrate sample of the average
-	avgAt    nano           // last update of the average
-	avgShare nano           // last share folded into the average
-	activity nano           // last share, or connection if later
-	present  bool           // seen by the current sweep
-	addr     netip.AddrPort // Address, parsed: rendered again only when it changes
-	alerted  bool           // an offline event was sent
 }
-
-type minerKey struct{ listener, worker string }
 
 // Kind names an event.
 type Kind string
@@ -161,8 +152,8 @@ type Watcher struct {
 
 	mu         sync.Mutex
 	opts       config.FarmWatchOptions
-	miners     map[minerKey]*Miner
-	farm       []sample // farm hashrate within hashrate_drop_window
+	books      map[string]*book // by listener; changed only with sweepMu held too, so a sweep may read it without mu
+	farm       []sample         // farm hashrate within hashrate_drop_window
 	dropActive bool
 	links      map[linkKey]*linkState
 	failovers  map[string]failoverState
@@ -173,8 +164,8 @@ type Watcher struct {
 	subs    map[int]func([]Event)
 	nextSub int
 
-	sweepMu sync.Mutex                 // one sweep at a time: it owns scratch
-	scratch map[string]map[string]*obs // by listener: the last sweep's observations, reused
+	sweepMu sync.Mutex // one sweep at a time: it owns the sightings and changes the books
+	gen     uint32     // the sweep under way, for its sightings
 
 	gate *fanout.Gate // set before Start; nil: sweeps never wait
 
@@ -215,7 +206,7 @@ func New(opts config.FarmWatchOptions, src Source, log logrus.FieldLogger) *Watc
 	}
 	w := &Watcher{
 		src: src, log: log.WithField("component", "farm-watch"), started: time.Now(), opts: withDefaults(opts),
-		miners: map[minerKey]*Miner{}, links: map[linkKey]*linkState{}, failovers: map[string]failoverState{},
+		books: map[string]*book{}, links: map[linkKey]*linkState{}, failovers: map[string]failoverState{},
 		subs: map[int]func([]Event){}, final: make(chan struct{}),
 	}
 	w.load()
@@ -345,56 +336,41 @@ func (w *Watcher) loop(stop, done chan struct{}, every time.Duration) {
 	}
 }
 
-// observed is one listener's miners as read from stats, outside the lock.
+// observed is one listener as read from stats, outside the lock.
 type observed struct {
 	l      Listener
-	miners map[string]*obs
+	b      *book                // its known miners; nil: none yet
+	fresh  map[string]*sighting // miners not known yet
 	links  []wire.UpstreamState
 	linkOK bool
 }
 
-type obs struct {
-	addr      netip.AddrPort
-	connected time.Time
-	ua        string
-	hashrate  float64
-	diff      float64
-	lastShare time.Time
-	sessions  int
-	live      bool // seen in this sweep (entries of earlier sweeps are kept for reuse)
-}
-
-// read observes one listener. into is the listener's map from the last
-// sweep: cleared and refilled, it keeps its memory, so a sweep of 10,000
-// miners does not leave megabytes of garbage behind every few seconds.
-func read(l Listener, now time.Time, into map[string]*obs) observed {
-	for _, x := range into {
-		*x = obs{}
-	}
-	o := observed{l: l, miners: into}
+// read observes one listener. Known miners are summed up in their own
+// sightings, so a sweep over a farm that has not changed allocates nothing
+// per miner and keeps no per-miner scratch of its own.
+func (w *Watcher) read(l Listener, now time.Time) observed {
+	o := observed{l: l, b: w.books[l.Name]}
 	if l.Stats != nil {
 		l.Stats.Miners(func(m *stats.Miner) bool {
-			ua, worker, _ := m.Identity()
+			_, worker, _ := m.Identity()
 			if worker == "" {
 				return true // not authorized yet: no name to remember it by
 			}
-			x := o.miners[worker]
-			if x == nil {
-				x = &obs{}
-				o.miners[worker] = x
-			}
-			x.live = true
-			x.sessions++
-			x.hashrate += m.Hashrate(now)
-			if ns := m.LastShare.Load(); ns != 0 {
-				if t := time.Unix(0, ns); t.After(x.lastShare) {
-					x.lastShare = t
+			var s *sighting
+			if i, ok := o.b.lookup(worker); ok {
+				if s = o.b.saw(i); s.gen != w.gen {
+					*s = sighting{gen: w.gen}
+				}
+			} else {
+				if s = o.fresh[worker]; s == nil {
+					if o.fresh == nil {
+						o.fresh = map[string]*sighting{}
+					}
+					s = &sighting{gen: w.gen}
+					o.fresh[worker] = s
 				}
 			}
-			// The newest connection under the name gives address, agent and difficulty.
-			if m.Connected.After(x.connected) || x.connected.IsZero() {
-				x.connected, x.addr, x.ua, x.diff = m.Connected, m.Remote, ua, m.Difficulty.Load()
-			}
+			s.add(m, now)
 			return true
 		})
 	}
@@ -415,28 +391,13 @@ func (w *Watcher) Sweep(now time.Time) []Event {
 	}
 	w.sweepMu.Lock()
 	defer w.sweepMu.Unlock()
-	if w.scratch == nil {
-		w.scratch = map[string]map[string]*obs{}
+	// 0 is the generation of a sighting never filled.
+	if w.gen++; w.gen == 0 {
+		w.gen = 1
 	}
 	seen := make([]observed, 0, len(ls))
 	for _, l := range ls {
-		m := w.scratch[l.Name]
-		if m == nil {
-			m = map[string]*obs{}
-			w.scratch[l.Name] = m
-		}
-		o := read(l, now, m)
-		for worker, x := range m {
-			if !x.live {
-				delete(m, worker) // gone: the map never outgrows the farm
-			}
-		}
-		seen = append(seen, o)
-	}
-	for name := range w.scratch {
-		if !slices.ContainsFunc(ls, func(l Listener) bool { return l.Name == name }) {
-			delete(w.scratch, name)
-		}
+		seen = append(seen, w.read(l, now))
 	}
 	w.mu.Lock()
 	evs := w.update(seen, now)
@@ -446,68 +407,42 @@ func (w *Watcher) Sweep(now time.Time) []Event {
 }
 
 func (w *Watcher) update(seen []observed, now time.Time) []Event {
-	o := &w.opts
 	var evs []Event
-	for _, m := range w.miners {
-		m.present = false
+	// New miners get a record first, so that one pass judges every miner.
+	for k := range seen {
+		lo := &seen[k]
+		if len(lo.fresh) == 0 {
+			continue
+		}
+		if lo.b == nil {
+			lo.b = w.book(lo.l.Name)
+		}
+		for worker, s := range lo.fresh {
+			i, ok := lo.b.index[worker]
+			if !ok {
+				i = lo.b.add(worker)
+				*lo.b.rec(i) = record{firstSeen: nanoOf(now), status: stOnline, since: nanoOf(now)}
+			}
+			*lo.b.saw(i) = *s
+		}
 	}
 	var farm float64
-	for _, lo := range seen {
-		for worker, x := range lo.miners {
-			if !x.live {
-				continue
+	for _, b := range w.books {
+		var l *Listener
+		for k := range seen {
+			if seen[k].l.Name == b.name {
+				l = &seen[k].l
+				break
 			}
-			k := minerKey{lo.l.Name, worker}
-			m := w.miners[k]
-			if m == nil {
-				m = &Miner{Listener: lo.l.Name, Worker: worker, FirstSeen: now, Status: Online, Since: now}
-				w.miners[k] = m
-			}
-			if m.Status == Offline {
-				evs = append(evs, Event{Kind: MinerOnline, Time: now, Listener: m.Listener, Worker: worker,
-					Address: addrString(x.addr), Since: m.Since, Seconds: now.Sub(m.Since).Seconds(), UserAgent: x.ua, Hashrate: m.Hashrate})
-				m.Status, m.Since = Online, now
-			}
-			m.present, m.alerted = true, false
-			if x.addr != m.addr || m.Address == "" {
-				m.addr, m.Address = x.addr, addrString(x.addr)
-			}
-			m.SubAccount, m.UserAgent = lo.l.subAccount(worker), x.ua
-			m.LastSeen, m.Sessions, m.Hashrate, m.Difficulty = now, x.sessions, x.hashrate, x.diff
-			if x.lastShare.After(m.LastShare) {
-				m.LastShare = x.lastShare
-			}
-			m.activity = nanoOf(x.connected)
-			if m.LastShare.After(m.activity.t()) {
-				m.activity = nanoOf(m.LastShare)
-			}
-			w.average(m, now)
-			if st := w.status(m, now); st != m.Status {
-				m.Status, m.Since = st, now
-			}
-			farm += x.hashrate
 		}
-	}
-	// Miners no longer connected: offline once gone longer than the grace
-	// period. After a restart the grace counts from the start, so a farm
-	// that is reconnecting is not reported as gone.
-	for _, m := range w.miners {
-		if m.present {
-			continue
-		}
-		m.Sessions = 0
-		if m.Status == Offline {
-			continue
-		}
-		gone := m.LastSeen
-		if gone.Before(w.started) {
-			gone = w.started
-		}
-		if now.Sub(gone) >= o.Grace {
-			m.Status, m.Since = Offline, m.LastSeen
-			m.alerted = true
-			evs = append(evs, Event{Kind: MinerOffline, Time: now, Listener: m.Listener, Worker: m.Worker, Address: m.Address,
-				Since: m.LastSeen, Seconds: now.Sub(m.LastSeen).Seconds(), UserAgent: m.UserAgent, Hashrate: m.Hashrate})
+		for worker, i := range b.index {
+			r, s := b.rec(i), b.saw(i)
+			if l != nil && s.gen == w.gen {
+				evs = w.seen(evs, l, worker, r, s, now)
+				farm += s.hashrate
+			} else {
+				evs = w.unseen(evs, b.name, worker, r, now)
+			}
 		}
 	}
 	// A message lists miners in a stable order: by listener, then name.
@@ -520,6 +455,75 @@ func (w *Watcher) update(seen []observed, now time.Time) []Event {
 	evs = append(evs, w.failoverEvents(seen, now)...)
 	w.dirty = true
 	return evs
+}
+
+// book returns a listener's book, making it if needed.
+func (w *Watcher) book(listener string) *book {
+	b := w.books[listener]
+	if b == nil {
+		b = newBook(listener)
+		w.books[listener] = b
+	}
+	return b
+}
+
+// lookup works on a nil book (a listener with no known miner).
+func (b *book) lookup(worker string) (int32, bool) {
+	if b == nil {
+		return 0, false
+	}
+	i, ok := b.index[worker]
+	return i, ok
+}
+
+// seen folds a sweep's sighting of a connected miner into its record.
+func (w *Watcher) seen(evs []Event, l *Listener, worker string, r *record, s *sighting, now time.Time) []Event {
+	c := s.newest
+	// The sighting must not keep a closed connection's stats alive until
+	// the next sweep.
+	s.newest = nil
+	ua, _, _ := c.Identity()
+	if r.status == stOffline {
+		evs = append(evs, Event{Kind: MinerOnline, Time: now, Listener: l.Name, Worker: worker,
+			Address: addrString(c.Remote), Since: r.since.t(), Seconds: now.Sub(r.since.t()).Seconds(), UserAgent: ua, Hashrate: r.hashrate})
+		r.status, r.since = stOnline, nanoOf(now)
+	}
+	r.setAddress(c.Remote)
+	// Interning costs a lookup in a shared table: only when they change.
+	if sub := l.subAccount(worker); text(r.sub) != sub {
+		r.sub = intern(sub)
+	}
+	if text(r.ua) != ua {
+		r.ua = intern(ua)
+	}
+	r.lastSeen, r.sessions, r.hashrate, r.difficulty = nanoOf(now), s.sessions, s.hashrate, c.Difficulty.Load()
+	if s.lastShare > r.lastShare {
+		r.lastShare = s.lastShare
+		r.pending = true
+	}
+	w.average(r, now)
+	// Activity is the last share, or the connection if later.
+	if st := w.status(r, max(nanoOf(c.Connected), r.lastShare), now); st != r.status {
+		r.status, r.since = st, nanoOf(now)
+	}
+	return evs
+}
+
+// unseen judges a miner no longer connected: offline once gone longer than
+// the grace period. After a restart the grace counts from the start, so a
+// farm that is reconnecting is not reported as gone.
+func (w *Watcher) unseen(evs []Event, listener, worker string, r *record, now time.Time) []Event {
+	r.sessions = 0
+	if r.status == stOffline {
+		return evs
+	}
+	gone := max(r.lastSeen, nanoOf(w.started))
+	if now.Sub(gone.t()) < w.opts.Grace {
+		return evs
+	}
+	r.status, r.since = stOffline, r.lastSeen
+	return append(evs, Event{Kind: MinerOffline, Time: now, Listener: listener, Worker: worker, Address: r.address(),
+		Since: r.lastSeen.t(), Seconds: now.Sub(r.lastSeen.t()).Seconds(), UserAgent: text(r.ua), Hashrate: r.hashrate})
 }
 
 func addrString(a netip.AddrPort) string {
@@ -540,72 +544,86 @@ func addrString(a netip.AddrPort) string {
 // not biased towards its first value. It only moves on sweeps that saw a
 // new share: it is the miner's rate while it works, so a silent miner does
 // not drag down its own idle threshold (the expected share interval).
-func (w *Watcher) average(m *Miner, now time.Time) {
-	if m.LastShare.IsZero() || !m.LastShare.After(m.avgShare.t()) {
+func (w *Watcher) average(r *record, now time.Time) {
+	if !r.pending {
 		return
 	}
-	m.avgShare = nanoOf(m.LastShare)
-	if m.avgSince == 0 || m.avgAt == 0 {
-		m.Average, m.avgSince, m.avgAt = m.Hashrate, nanoOf(now), nanoOf(now)
+	r.pending = false
+	if r.avgSince == 0 || r.avgAt == 0 {
+		r.average, r.avgSince, r.avgAt = r.hashrate, nanoOf(now), nanoOf(now)
 		return
 	}
-	dt := now.Sub(m.avgAt.t()).Seconds()
+	dt := now.Sub(r.avgAt.t()).Seconds()
 	if dt <= 0 {
 		return
 	}
 	alpha := 1 - math.Exp(-dt/w.opts.SlowWindow.Seconds())
-	if age := now.Sub(m.avgSince.t()).Seconds(); age > 0 {
+	if age := now.Sub(r.avgSince.t()).Seconds(); age > 0 {
 		alpha = max(alpha, dt/(age+dt))
 	}
-	m.Average += alpha * (m.Hashrate - m.Average)
-	m.avgAt = nanoOf(now)
+	r.average += alpha * (r.hashrate - r.average)
+	r.avgAt = nanoOf(now)
 }
 
 // status judges a connected miner. Idle wins over slow: a miner that sends
 // nothing is also slow, and idle says more.
-func (w *Watcher) status(m *Miner, now time.Time) Status {
+func (w *Watcher) status(r *record, activity nano, now time.Time) state {
 	o := &w.opts
 	idleAfter := o.IdleMin
-	if m.Average > 0 && m.Difficulty > 0 {
+	if r.average > 0 && r.difficulty > 0 {
 		// A share of difficulty d takes d * 2^32 hashes on average.
-		expected := time.Duration(m.Difficulty * 4294967296 / m.Average * float64(time.Second))
+		expected := time.Duration(r.difficulty * 4294967296 / r.average * float64(time.Second))
 		if d := time.Duration(o.IdleFactor * float64(expected)); d > idleAfter {
 			idleAfter = d
 		}
 	}
-	if m.activity != 0 && now.Sub(m.activity.t()) >= idleAfter {
-		return Idle
+	if activity != 0 && now.Sub(activity.t()) >= idleAfter {
+		return stIdle
 	}
 	// The average needs a sixth of its window before it means anything.
-	warm := m.avgSince != 0 && now.Sub(m.avgSince.t()) >= o.SlowWindow/6
-	if warm && m.Average > 0 && m.Hashrate < m.Average*o.SlowPercent/100 {
-		return Slow
+	warm := r.avgSince != 0 && now.Sub(r.avgSince.t()) >= o.SlowWindow/6
+	if warm && r.average > 0 && r.hashrate < r.average*o.SlowPercent/100 {
+		return stSlow
 	}
-	return Online
+	return stOnline
 }
 
 // expire forgets miners unseen for longer than expire, then the longest
 // unseen ones beyond max_miners. Connected miners are never dropped.
 func (w *Watcher) expire(now time.Time) {
 	o := &w.opts
-	for k, m := range w.miners {
-		if !m.present && now.Sub(m.LastSeen) > o.Expire {
-			delete(w.miners, k)
+	known := 0
+	for _, b := range w.books {
+		for worker, i := range b.index {
+			if b.saw(i).gen != w.gen && now.Sub(b.rec(i).lastSeen.t()) > o.Expire {
+				b.forget(worker, i)
+			}
+		}
+		known += len(b.index)
+	}
+	if over := known - o.MaxMiners; over > 0 {
+		type slot struct {
+			b      *book
+			worker string
+			i      int32
+		}
+		var gone []slot
+		for _, b := range w.books {
+			for worker, i := range b.index {
+				if b.saw(i).gen != w.gen {
+					gone = append(gone, slot{b, worker, i})
+				}
+			}
+		}
+		slices.SortFunc(gone, func(x, y slot) int { return cmp.Compare(x.b.rec(x.i).lastSeen, y.b.rec(y.i).lastSeen) })
+		for _, g := range gone[:min(over, len(gone))] {
+			g.b.forget(g.worker, g.i)
 		}
 	}
-	over := len(w.miners) - o.MaxMiners
-	if over <= 0 {
-		return
-	}
-	gone := make([]minerKey, 0, len(w.miners))
-	for k, m := range w.miners {
-		if !m.present {
-			gone = append(gone, k)
+	for name, b := range w.books {
+		if len(b.index) == 0 {
+			delete(w.books, name)
 		}
-	}
-	slices.SortFunc(gone, func(a, b minerKey) int { return w.miners[a].LastSeen.Compare(w.miners[b].LastSeen) })
-	for _, k := range gone[:min(over, len(gone))] {
-		delete(w.miners, k)
 	}
 }
 
@@ -721,13 +739,20 @@ func (w *Watcher) Miners(status Status) []Miner {
 
 // MinersWhere returns a copy of the known miners for which keep is true,
 // sorted by listener and worker. keep runs under the registry's lock and
-// must not call the watcher.
+// must not call the watcher. The miner it is shown has no Address yet:
+// addresses are rendered for the miners kept only.
 func (w *Watcher) MinersWhere(keep func(*Miner) bool) []Miner {
 	w.mu.Lock()
 	var out []Miner
-	for _, m := range w.miners {
-		if keep(m) {
-			out = append(out, *m)
+	var m Miner
+	for _, b := range w.books {
+		for worker, i := range b.index {
+			r := b.rec(i)
+			r.view(&m, b.name, worker)
+			if keep(&m) {
+				m.Address = r.address()
+				out = append(out, m)
+			}
 		}
 	}
 	w.mu.Unlock()
@@ -737,27 +762,40 @@ func (w *Watcher) MinersWhere(keep func(*Miner) bool) []Miner {
 	return out
 }
 
-// Status returns a known miner's status and since when, without copying
-// the record (the API asks for every connected miner).
+// find is a known miner's record; mu held.
+func (w *Watcher) find(listener, worker string) (*record, bool) {
+	b := w.books[listener]
+	i, ok := b.lookup(worker)
+	if !ok {
+		return nil, false
+	}
+	return b.rec(i), true
+}
+
+// Status returns a known miner's status and since when, without building
+// the whole view (the API asks for every connected miner).
 func (w *Watcher) Status(listener, worker string) (Status, time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m, ok := w.miners[minerKey{listener, worker}]
+	r, ok := w.find(listener, worker)
 	if !ok {
 		return "", time.Time{}, false
 	}
-	return m.Status, m.Since, true
+	return r.status.Status(), r.since.t(), true
 }
 
 // Lookup returns one known miner.
 func (w *Watcher) Lookup(listener, worker string) (Miner, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m, ok := w.miners[minerKey{listener, worker}]
+	r, ok := w.find(listener, worker)
 	if !ok {
 		return Miner{}, false
 	}
-	return *m, true
+	var m Miner
+	r.view(&m, listener, worker)
+	m.Address = r.address()
+	return m, true
 }
 
 // Counts returns, per listener, the number of known miners in each status.
@@ -770,16 +808,19 @@ func (w *Watcher) Counts() map[string]map[Status]int {
 
 func (w *Watcher) counts() map[string]map[Status]int {
 	out := map[string]map[Status]int{}
-	for _, m := range w.miners {
-		c := out[m.Listener]
-		if c == nil {
-			c = make(map[Status]int, len(Statuses))
-			for _, s := range Statuses {
-				c[s] = 0
-			}
-			out[m.Listener] = c
+	for _, b := range w.books {
+		if len(b.index) == 0 {
+			continue
 		}
-		c[m.Status]++
+		var n [len(statuses)]int
+		for _, i := range b.index {
+			n[b.rec(i).status]++
+		}
+		c := make(map[Status]int, len(statuses))
+		for s, k := range n {
+			c[statuses[s]] = k
+		}
+		out[b.name] = c
 	}
 	return out
 }
@@ -788,23 +829,13 @@ func (w *Watcher) counts() map[string]map[Status]int {
 func (w *Watcher) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.miners)
+	return w.known()
 }
 
-// nano is a time as unix nanoseconds, 0 for none: 8 bytes where a
-// time.Time takes 24, in a struct kept for every miner of the farm.
-type nano int64
-
-func nanoOf(t time.Time) nano {
-	if t.IsZero() {
-		return 0
+func (w *Watcher) known() int {
+	n := 0
+	for _, b := range w.books {
+		n += len(b.index)
 	}
-	return nano(t.UnixNano())
-}
-
-func (n nano) t() time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(n))
+	return n
 }

@@ -2,9 +2,12 @@ package farmwatch
 
 import (
 	"bytes"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,6 +258,15 @@ func TestStateFileRoundTrip(t *testing.T) {
 	if got.Status != Offline || got.Address != "10.0.0.1:1" || !got.FirstSeen.Equal(want.FirstSeen) || !got.LastSeen.Equal(want.LastSeen) {
 		t.Fatalf("a after restart: %+v, before %+v", got, want)
 	}
+	// Everything a miner shows survives, but its open connections.
+	for _, worker := range []string{"farm.a", "farm.b"} {
+		got, _ := r2.w.Lookup("main", worker)
+		want, _ := r.w.Lookup("main", worker)
+		want.Sessions = 0
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s after restart:\n%+v\nbefore:\n%+v", worker, got, want)
+		}
+	}
 	if evs := r2.sweep(29 * time.Second); len(evs) != 0 {
 		t.Fatalf("events within the restart grace: %+v", evs)
 	}
@@ -393,19 +405,29 @@ func TestSubscribe(t *testing.T) {
 	}
 }
 
-// BenchmarkSweep is one sweep over a farm of 10,000 connected miners (the
-// work done every sweep_interval, off the share path).
-func BenchmarkSweep(b *testing.B) {
+// farmOf fills a listener's stats with n connected, authorized miners that
+// have each sent a share, as a running listener would.
+func farmOf(n int, now time.Time) *stats.Listener {
 	st := stats.NewListener("main", 3333)
-	now := time.Unix(1_800_000_000, 0)
-	for i := range 10000 {
+	for i := range n {
 		m := &stats.Miner{SessionID: uint16(i + 1), Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 4028), Connected: now}
 		m.SetIdentity("cgminer/4.10.0", "farm.w"+strconv.Itoa(i))
 		m.Difficulty.Store(8192)
 		m.AddAccepted(8192, now)
 		st.AddMiner(m)
 	}
+	return st
+}
+
+// BenchmarkSweep is one sweep over a farm of 10,000 connected miners (the
+// work done every sweep_interval, off the share path). The first sweep,
+// which meets every miner for the first time, is left out: the steady
+// state is what runs every ten seconds.
+func BenchmarkSweep(b *testing.B) {
+	now := time.Unix(1_800_000_000, 0)
+	st := farmOf(10000, now)
 	w := New(config.DefaultFarmWatch(), func() []Listener { return []Listener{{Name: "main", PoolUser: "farm", Stats: st}} }, logrus.New())
+	w.Sweep(now)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -427,6 +449,134 @@ func TestSubAccountOfKnownMiners(t *testing.T) {
 		r.sweep(time.Second)
 		if m, ok := r.w.Lookup("main", c.worker); !ok || m.SubAccount != c.want {
 			t.Errorf("pool user %q, worker %q: sub-account %q (known %v), want %q", c.user, c.worker, m.SubAccount, ok, c.want)
+		}
+	}
+}
+
+// Several connections under one name are one miner: their sessions are
+// counted and their hashrates summed, the newest connection gives the
+// address, agent and difficulty, and the last share is the latest of any.
+// When the newest one closes, the older one speaks for the miner again.
+func TestSessionsUnderOneName(t *testing.T) {
+	r := newRig(t, testOptions())
+	older := r.connect("farm.rig1", "10.0.0.1:4000")
+	older.Difficulty.Store(64)
+	older.AddAccepted(64, r.now.Add(-time.Second))
+	r.now = r.now.Add(5 * time.Second)
+	r.next++
+	newer := &stats.Miner{SessionID: r.next, Remote: netip.MustParseAddrPort("[::ffff:10.0.0.2]:4001"), Connected: r.now}
+	newer.SetIdentity("bmminer/2.0", "farm.rig1")
+	newer.Difficulty.Store(128)
+	shared := r.now
+	newer.AddAccepted(128, shared)
+	r.st.AddMiner(newer)
+	r.sweep(time.Second)
+	got, _ := r.w.Lookup("main", "farm.rig1")
+	sum := older.Hashrate(r.now) + newer.Hashrate(r.now)
+	if got.Sessions != 2 || got.Address != "10.0.0.2:4001" || got.UserAgent != "bmminer/2.0" || got.Difficulty != 128 ||
+		got.Hashrate != sum || sum == 0 || !got.LastShare.Equal(shared) {
+		t.Fatalf("two sessions: %+v (hashrate sum %v, last share %v)", got, sum, shared)
+	}
+	r.st.RemoveMiner(newer.SessionID)
+	r.sweep(time.Second)
+	got, _ = r.w.Lookup("main", "farm.rig1")
+	if got.Sessions != 1 || got.Address != "10.0.0.1:4000" || got.UserAgent != "cgminer/4.10.0" || got.Difficulty != 64 ||
+		got.Hashrate != older.Hashrate(r.now) || !got.LastShare.Equal(shared) || r.w.Len() != 1 {
+		t.Fatalf("the newer session closed: %+v", got)
+	}
+	// Between sweeps the registry holds no connection's stats: a closed
+	// one must be free to go.
+	for _, b := range r.w.books {
+		for worker, i := range b.index {
+			if b.saw(i).newest != nil {
+				t.Errorf("%s: the sighting still points at a connection", worker)
+			}
+		}
+	}
+}
+
+// Miners of different listeners are different miners, even under the same
+// name; a listener that goes away (a reload) leaves its miners known, and
+// they turn offline like any miner that left.
+func TestListenersKeptApart(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a, b := stats.NewListener("a", 3333), stats.NewListener("b", 3334)
+	ls := []Listener{{Name: "a", PoolUser: "alice", Stats: a}, {Name: "b", Stats: b}}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := New(testOptions(), func() []Listener { return ls }, log)
+	w.started = now
+	add := func(st *stats.Listener, sid uint16, worker, addr string) {
+		m := &stats.Miner{SessionID: sid, Remote: netip.MustParseAddrPort(addr), Connected: now}
+		m.SetIdentity("cgminer/4.10.0", worker)
+		st.AddMiner(m)
+	}
+	add(a, 1, "alice.rig1", "10.0.0.1:1")
+	add(b, 1, "alice.rig1", "10.0.1.1:1")
+	add(b, 2, "bob.rig1", "10.0.1.2:1")
+	now = now.Add(time.Second)
+	w.Sweep(now)
+	if w.Len() != 3 {
+		t.Fatalf("%d known miners, want 3", w.Len())
+	}
+	for _, c := range []struct{ listener, worker, addr, sub string }{
+		{"a", "alice.rig1", "10.0.0.1:1", "alice"},
+		{"b", "alice.rig1", "10.0.1.1:1", "alice"},
+		{"b", "bob.rig1", "10.0.1.2:1", "bob"},
+	} {
+		if m, ok := w.Lookup(c.listener, c.worker); !ok || m.Listener != c.listener || m.Address != c.addr || m.SubAccount != c.sub {
+			t.Errorf("%s/%s: %+v (known %v)", c.listener, c.worker, m, ok)
+		}
+	}
+	if c := w.Counts(); c["a"][Online] != 1 || c["b"][Online] != 2 {
+		t.Fatalf("counts %v", c)
+	}
+
+	ls = ls[:1]
+	now = now.Add(30 * time.Second)
+	evs := w.Sweep(now)
+	if len(evs) != 2 || evs[0].Listener != "b" || evs[0].Worker != "alice.rig1" || evs[1].Listener != "b" || evs[1].Worker != "bob.rig1" ||
+		evs[0].Kind != MinerOffline || evs[1].Kind != MinerOffline || evs[1].Address != "10.0.1.2:1" {
+		t.Fatalf("listener b gone: %+v", evs)
+	}
+	if c := w.Counts(); c["a"][Offline] != 0 || c["b"][Offline] != 2 {
+		t.Fatalf("counts %v", c)
+	}
+	var got []string
+	for _, m := range w.Miners("") {
+		got = append(got, m.Listener+"/"+m.Worker+"/"+string(m.Status))
+	}
+	if want := []string{"a/alice.rig1/online", "b/alice.rig1/offline", "b/bob.rig1/offline"}; !slices.Equal(got, want) {
+		t.Fatalf("miners %v, want %v", got, want)
+	}
+}
+
+// A forgotten miner leaves nothing behind: the miner that comes next starts
+// a record of its own, and the forgotten one, if it returns, is new.
+func TestForgottenMinerLeavesNothing(t *testing.T) {
+	o := testOptions()
+	o.Expire = time.Hour
+	r := newRig(t, o)
+	a := r.connect("farm.a", "10.0.0.1:1")
+	for range 3 {
+		a.AddAccepted(1, r.now)
+		r.sweep(time.Minute)
+	}
+	if m, _ := r.w.Lookup("main", "farm.a"); m.Average == 0 || m.LastShare.IsZero() {
+		t.Fatalf("farm.a has no history to leave behind: %+v", m)
+	}
+	r.st.RemoveMiner(a.SessionID)
+	r.sweep(61 * time.Minute)
+	if _, ok := r.w.Lookup("main", "farm.a"); ok || r.w.Len() != 0 {
+		t.Fatalf("farm.a not forgotten, %d known", r.w.Len())
+	}
+	for _, w := range []string{"farm.b", "farm.a"} {
+		r.connect(w, "10.0.0.2:1")
+		r.sweep(time.Second)
+		m, ok := r.w.Lookup("main", w)
+		if !ok || !m.FirstSeen.Equal(r.now) || m.Average != 0 || !m.LastShare.IsZero() || m.Status != Online || !m.Since.Equal(r.now) ||
+			m.Sessions != 1 || m.Address != "10.0.0.2:1" {
+			t.Fatalf("%s after a forgotten miner: %+v", w, m)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -69,15 +70,25 @@ func (w *Watcher) load() {
 		if r.Worker == "" || r.Listener == "" {
 			continue
 		}
-		if _, ok := ParseStatus(string(r.Status)); !ok {
-			r.Status = Online
+		b := w.book(r.Listener)
+		i, ok := b.index[r.Worker]
+		if !ok {
+			i = b.add(r.Worker)
 		}
-		w.miners[minerKey{r.Listener, r.Worker}] = &Miner{
-			Listener: r.Listener, Worker: r.Worker, SubAccount: r.SubAccount, Address: r.Address, UserAgent: r.UserAgent,
-			FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, LastShare: r.LastShare, Hashrate: r.Hashrate, Average: r.Average,
-			Difficulty: r.Difficulty, Status: r.Status, Since: r.Since, avgSince: nanoOf(r.AvgSince), avgAt: nanoOf(r.LastSeen),
-			alerted: r.Status == Offline,
+		rec := b.rec(i)
+		*rec = record{
+			sub: intern(r.SubAccount), ua: intern(r.UserAgent), firstSeen: nanoOf(r.FirstSeen), lastSeen: nanoOf(r.LastSeen),
+			lastShare: nanoOf(r.LastShare), since: nanoOf(r.Since), avgSince: nanoOf(r.AvgSince), avgAt: nanoOf(r.LastSeen),
+			hashrate: r.Hashrate, average: r.Average, difficulty: r.Difficulty, status: stateOf(r.Status),
 		}
+		// A file written by save holds addresses as rendered, which parse
+		// back to the same text.
+		if a, err := netip.ParseAddrPort(r.Address); err == nil {
+			rec.addr, rec.port = a.Addr(), a.Port()
+		}
+		// The last share is folded into the average when the miner is next
+		// seen, as if it had just arrived.
+		rec.pending = rec.lastShare != 0
 		n++
 	}
 	w.log.WithFields(map[string]any{"file": path, "miners": n}).Info("farm-watch: known miners loaded")
@@ -94,13 +105,16 @@ func (w *Watcher) save(now time.Time, force bool) {
 		w.mu.Unlock()
 		return
 	}
-	sf := stateFile{Version: stateVersion, Saved: now.UTC(), Miners: make([]stateRecord, 0, len(w.miners))}
-	for _, m := range w.miners {
-		sf.Miners = append(sf.Miners, stateRecord{
-			Listener: m.Listener, Worker: m.Worker, SubAccount: m.SubAccount, Address: m.Address, UserAgent: m.UserAgent,
-			FirstSeen: m.FirstSeen, LastSeen: m.LastSeen, LastShare: m.LastShare, Hashrate: m.Hashrate, Average: m.Average,
-			AvgSince: m.avgSince.t(), Difficulty: m.Difficulty, Status: m.Status, Since: m.Since,
-		})
+	sf := stateFile{Version: stateVersion, Saved: now.UTC(), Miners: make([]stateRecord, 0, w.known())}
+	for _, b := range w.books {
+		for worker, i := range b.index {
+			r := b.rec(i)
+			sf.Miners = append(sf.Miners, stateRecord{
+				Listener: b.name, Worker: worker, SubAccount: text(r.sub), Address: r.address(), UserAgent: text(r.ua),
+				FirstSeen: r.firstSeen.t(), LastSeen: r.lastSeen.t(), LastShare: r.lastShare.t(), Hashrate: r.hashrate, Average: r.average,
+				AvgSince: r.avgSince.t(), Difficulty: r.difficulty, Status: r.status.Status(), Since: r.since.t(),
+			})
+		}
 	}
 	w.lastSave, w.dirty = now, false
 	w.mu.Unlock()

@@ -20,7 +20,6 @@ package farmwatch
 import (
 	"cmp"
 	"math"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -483,12 +482,12 @@ func (w *Watcher) seen(evs []Event, l *Listener, worker string, r *record, s *si
 	// the next sweep.
 	s.newest = nil
 	ua, _, _ := c.Identity()
+	r.setAddress(c.Remote)
 	if r.status == stOffline {
 		evs = append(evs, Event{Kind: MinerOnline, Time: now, Listener: l.Name, Worker: worker,
-			Address: addrString(c.Remote), Since: r.since.t(), Seconds: now.Sub(r.since.t()).Seconds(), UserAgent: ua, Hashrate: r.hashrate})
+			Address: r.address(), Since: r.since.t(), Seconds: now.Sub(r.since.t()).Seconds(), UserAgent: ua, Hashrate: r.hashrate})
 		r.status, r.since = stOnline, nanoOf(now)
 	}
-	r.setAddress(c.Remote)
 	// Interning costs a lookup in a shared table: only when they change.
 	if sub := l.subAccount(worker); text(r.sub) != sub {
 		r.sub = intern(sub)
@@ -524,14 +523,6 @@ func (w *Watcher) unseen(evs []Event, listener, worker string, r *record, now ti
 	r.status, r.since = stOffline, r.lastSeen
 	return append(evs, Event{Kind: MinerOffline, Time: now, Listener: listener, Worker: worker, Address: r.address(),
 		Since: r.lastSeen.t(), Seconds: now.Sub(r.lastSeen.t()).Seconds(), UserAgent: text(r.ua), Hashrate: r.hashrate})
-}
-
-func addrString(a netip.AddrPort) string {
-	if !a.IsValid() {
-		return ""
-	}
-	// IPv4 miners on a dual-stack socket arrive as ::ffff:a.b.c.d.
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).String()
 }
 
 // average moves the miner's own hashrate average: an exponential moving

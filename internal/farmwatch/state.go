@@ -84,7 +84,7 @@ func (w *Watcher) load() {
 		// A file written by save holds addresses as rendered, which parse
 		// back to the same text.
 		if a, err := netip.ParseAddrPort(r.Address); err == nil {
-			rec.addr, rec.port = a.Addr(), a.Port()
+			rec.setAddress(a)
 		}
 		// The last share is folded into the average when the miner is next
 		// seen, as if it had just arrived.
